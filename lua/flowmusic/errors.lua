@@ -1,0 +1,154 @@
+--- Error values of flowmusic: what a failed call returns as its second value.
+-- Every error is a table with a metatable whose `__tostring` gives one readable line.
+-- Fields: `kind` ("http", "timeout", "network", "bad_response", "too_large", "redirect"),
+-- `status` (HTTP status, when there was one), `message`, `retry_after` (seconds, when the
+-- server said), `method`, `path`, `reason` (finer cause, e.g. "connect", "reset",
+-- "truncated"), `reached` (the request may have reached the server), `attempts`,
+-- `outcome_unknown` (a non-idempotent call that may or may not have been applied).
+-- Secrets never enter an error: server messages are scrubbed of the tokens sent.
+-- @module flowmusic.errors
+local M = {}
+
+local Error = {}
+Error.__index = Error
+Error.__name = "flowmusic.error"
+
+Error.__tostring = function(e)
+  local parts = { "flowmusic: ", e.kind or "error" }
+  if e.status and e.status > 0 then parts[#parts + 1] = " " .. e.status end
+  if e.method and e.path then parts[#parts + 1] = " on " .. e.method .. " " .. e.path end
+  if e.message and e.message ~= "" then parts[#parts + 1] = ": " .. e.message end
+  if e.retry_after then parts[#parts + 1] = (" (retry after %gs)"):format(e.retry_after) end
+  if e.attempts and e.attempts > 1 then parts[#parts + 1] = (" [%d attempts]"):format(e.attempts) end
+  return (table.concat(parts):gsub("[\r\n]+", " "))
+end
+
+--- Make an error value from a table of fields.
+function M.new(fields) return setmetatable(fields, Error) end
+
+--- True when v is a flowmusic error value.
+function M.is(v) return getmetatable(v) == Error end
+
+--- Restore the metatable of an error that crossed a boundary as a plain table
+-- (e.g. back from an nginx worker thread).
+function M.adopt(t)
+  if type(t) == "table" and t.kind and getmetatable(t) == nil then setmetatable(t, Error) end
+  return t
+end
+
+-- libcurl result codes -> kind, reason, and whether the request may have reached the server
+-- (false = provably not sent; nil = decided by whether request bytes went out).
+local by_curl_code = {
+  [1] = { "network", "protocol", false },          -- unsupported protocol
+  [3] = { "network", "bad_url", false },
+  [5] = { "network", "dns", false },               -- proxy name
+  [6] = { "network", "dns", false },
+  [7] = { "network", "connect", false },
+  [8] = { "bad_response", "weird_reply", true },
+  [16] = { "network", "http2", nil },
+  [18] = { "network", "truncated", true },         -- body shorter than announced
+  [28] = { "timeout", "timeout", nil },
+  [35] = { "network", "tls", false },              -- handshake
+  [47] = { "redirect", "redirect", true },
+  [52] = { "network", "empty_reply", true },       -- closed without any answer
+  [55] = { "network", "send", nil },
+  [56] = { "network", "reset", nil },              -- includes a chunked body cut short
+  [58] = { "network", "tls_verify", false },
+  [60] = { "network", "tls_verify", false },
+  [61] = { "bad_response", "bad_encoding", true },
+  [77] = { "network", "tls_verify", false },
+  [83] = { "network", "tls_verify", false },
+  [90] = { "network", "tls_verify", false },
+  [91] = { "network", "tls_verify", false },
+  [92] = { "network", "http2", nil },
+}
+
+--- Replace every occurrence of each secret in s.
+function M.scrub(s, secrets)
+  if type(s) ~= "string" or not secrets then return s end
+  for _, secret in ipairs(secrets) do
+    if #secret >= 4 then
+      local i = 1
+      while true do
+        local a, b = s:find(secret, i, true)
+        if not a then break end
+        s = s:sub(1, a - 1) .. "[redacted]" .. s:sub(b + 1)
+        i = a + #"[redacted]"
+      end
+    end
+  end
+  return s
+end
+
+--- The error for a completion whose exchange did not complete (libcurl code ~= 0).
+-- @param c completion table from the C session
+function M.from_transport(c, method, path)
+  local kind, reason, reached
+  if c.too_large then
+    kind, reason, reached = "too_large", "too_large", true
+  elseif c.out_of_memory then
+    kind, reason, reached = "network", "out_of_memory", c.sent
+  else
+    local row = by_curl_code[c.code] or { "network", "transport", nil }
+    kind, reason, reached = row[1], row[2], row[3]
+    if reached == nil then reached = c.sent end
+    if kind == "timeout" and not c.sent then reason = "connect_timeout" end
+  end
+  local message = kind == "too_large" and "response larger than max_response_bytes" or c.message
+  return M.new {
+    kind = kind, reason = reason, reached = reached, status = c.status ~= 0 and c.status or nil,
+    message = message, method = method, path = path, curl_code = c.code,
+  }
+end
+
+local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
+  Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+
+-- Days since 1970-01-01 of a proleptic Gregorian date (no dependence on the local zone).
+local function days_from_civil(y, m, d)
+  local floor = math.floor -- (no // operator: this file also runs on Lua 5.1)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Seconds to wait from a Retry-After value (delta-seconds or an IMF-fixdate), or nil.
+-- @param value header value
+-- @param now current Unix time in seconds (defaults to os.time())
+function M.parse_retry_after(value, now)
+  if type(value) ~= "string" then return nil end
+  local secs = value:match("^%s*(%d+)%s*$")
+  if secs then return tonumber(secs) end
+  local d, mon, y, hh, mm, ss = value:match("^%s*%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT%s*$")
+  if not d or not months[mon] then return nil end
+  local t = days_from_civil(tonumber(y), months[mon], tonumber(d)) * 86400
+    + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
+  local delta = t - (now or os.time())
+  return delta > 0 and delta or 0
+end
+
+--- The error for an HTTP answer the operation does not accept.
+-- @param c completion; doc its decoded body or nil
+function M.from_status(c, doc, method, path, secrets, now)
+  local status = c.status
+  local message
+  if type(doc) == "table" and type(doc.error) == "string" then
+    message = doc.error
+  else
+    local ctype = c.headers["content-type"] or "no content type"
+    message = ("HTTP %d with a non-JSON %s body"):format(status, ctype:match("^[^;]*"))
+  end
+  if #message > 300 then message = message:sub(1, 300) .. "…" end
+  local kind = (status >= 300 and status < 400) and "redirect" or "http"
+  return M.new {
+    kind = kind, reason = kind, status = status, message = M.scrub(message, secrets),
+    retry_after = M.parse_retry_after(c.headers["retry-after"], now),
+    reached = true, method = method, path = path,
+  }
+end
+
+return M

@@ -1,0 +1,124 @@
+--- Argument checks and URL encoding for flowmusic. Checks return the normalised value, or
+-- nil and a message; callers raise with the right level. No message ever echoes a secret.
+-- @module flowmusic.validate
+local M = {}
+
+--- Percent-encode s as one URL path segment or query component: everything but the RFC 3986
+-- unreserved characters is encoded (`@` -> `%40`, `/ ? # %` and spaces included).
+function M.escape(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+--- An account email, as used in a path, a query or a body.
+-- @param path_use true when the email becomes a path segment of /accounts/{email}
+function M.email(v, path_use)
+  if type(v) ~= "string" then return nil, "email must be a string, got " .. type(v) end
+  if v == "" then return nil, "email must not be empty" end
+  if #v > 320 then return nil, "email is longer than 320 bytes" end
+  if v:find("%c") then return nil, "email must not contain control characters" end
+  if v == "." or v == ".." then return nil, "email must not be '.' or '..'" end
+  if path_use and v == "usage" then
+    return nil, "email 'usage' would address the /accounts/usage endpoint"
+  end
+  return v
+end
+
+--- maxJobs: an integer 1-16 (an integral float such as 4.0 is accepted and made integral).
+function M.max_jobs(v)
+  if type(v) ~= "number" then return nil, "max_jobs must be an integer 1-16, got " .. type(v) end
+  if v ~= v or v ~= math.floor(v) or v < 1 or v > 16 then
+    return nil, "max_jobs must be an integer 1-16"
+  end
+  return math.tointeger and math.tointeger(v) or v
+end
+
+--- A Flow Music refresh token: at least 10 printable characters (its value never appears in
+-- a message).
+function M.refresh_token(v)
+  if type(v) ~= "string" then return nil, "refresh_token must be a string, got " .. type(v) end
+  if #v < 10 then return nil, "refresh_token must be at least 10 characters" end
+  if #v > 8192 then return nil, "refresh_token is longer than 8192 bytes" end
+  if v:find("[%z\1-\31\127]") then return nil, "refresh_token must not contain control characters" end
+  return v
+end
+
+--- A useapi.net API token: printable ASCII without spaces (no CR, LF, NUL or non-ASCII
+-- bytes that could split or corrupt the Authorization header).
+function M.api_token(v)
+  if type(v) ~= "string" then return nil, "token must be a string, got " .. type(v) end
+  if v == "" then return nil, "token must not be empty" end
+  if #v > 4096 then return nil, "token is longer than 4096 bytes" end
+  if v:find("[^\33-\126]") then
+    return nil, "token must be printable ASCII without spaces, CR, LF or NUL"
+  end
+  return v
+end
+
+local function is_loopback(host)
+  return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+--- The API base URL: http(s)://host[:port][/path], no user info, query or fragment.
+-- Plain http is refused for anything but loopback hosts unless allow_http is true.
+-- @return the URL without a trailing slash
+function M.base_url(v, allow_http)
+  if type(v) ~= "string" then return nil, "base_url must be a string, got " .. type(v) end
+  if v:find("[%s%c]") then return nil, "base_url must not contain spaces or control characters" end
+  local scheme, rest = v:match("^(%a+)://(.*)$")
+  scheme = scheme and scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then return nil, "base_url must start with https:// or http://" end
+  local authority, path = rest:match("^([^/?#]*)(.*)$")
+  if authority:find("@") then return nil, "base_url must not carry user info" end
+  if path:find("[?#]") then return nil, "base_url must not have a query or fragment" end
+  local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([%w%.%-]+):?(%d*)$") end
+  if not host or host == "" then return nil, "base_url has no valid host" end
+  if port ~= "" and (tonumber(port) < 1 or tonumber(port) > 65535) then
+    return nil, "base_url has an invalid port"
+  end
+  if scheme == "http" and not allow_http and not is_loopback(host:lower()) then
+    return nil, "plain http:// is only allowed for loopback hosts (set allow_http = true to override)"
+  end
+  return scheme .. "://" .. authority .. path:gsub("/+$", "")
+end
+
+--- A path below the base URL for client:request: "/..." without spaces, control characters,
+-- fragments or dot segments.
+function M.request_path(v)
+  if type(v) ~= "string" then return nil, "path must be a string, got " .. type(v) end
+  if v:sub(1, 1) ~= "/" or v:sub(1, 2) == "//" then return nil, "path must start with a single '/'" end
+  if #v > 4096 then return nil, "path is longer than 4096 bytes" end
+  if v:find("[%s%c#]") then return nil, "path must not contain spaces, control characters or '#'" end
+  local p = v:match("^[^?]*")
+  for segment in p:gmatch("[^/]+") do
+    if segment == "." or segment == ".." then return nil, "path must not contain '.' or '..' segments" end
+  end
+  return v
+end
+
+--- Encode a query table { key = value } (keys sorted, so URLs are reproducible).
+function M.query(t)
+  if type(t) ~= "table" then return nil, "query must be a table, got " .. type(t) end
+  local keys = {}
+  for k, val in pairs(t) do
+    if type(k) ~= "string" then return nil, "query keys must be strings" end
+    local tv = type(val)
+    if tv ~= "string" and tv ~= "number" and tv ~= "boolean" then
+      return nil, "query value for '" .. k .. "' must be a string, number or boolean"
+    end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  for i, k in ipairs(keys) do keys[i] = M.escape(k) .. "=" .. M.escape(tostring(t[k])) end
+  return table.concat(keys, "&")
+end
+
+--- Check that t only has keys listed in allowed (a set); returns t or nil, message.
+function M.known_keys(t, allowed, what)
+  for k in pairs(t) do
+    if not allowed[k] then return nil, ("unknown %s '%s'"):format(what, tostring(k)) end
+  end
+  return t
+end
+
+return M

@@ -1,0 +1,14 @@
+/* flowmusic.h - the parts of flowmusic.core that src/core.c composes. Each *_open adds its
+ * functions to the module table on top of the stack and leaves the stack as it found it. */
+#ifndef FLOWMUSIC_H
+#define FLOWMUSIC_H
+
+#include <lua.h>
+
+#define FM_VERSION "0.1.0"
+
+double fm_now_seconds(void);     /* monotonic clock */
+int fm_session_open(lua_State *L); /* core.session */
+int fm_json_open(lua_State *L);    /* core.json_decode, core.json_encode, core.null */
+
+#endif

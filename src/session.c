@@ -1,0 +1,335 @@
+/* session.c - the "flowmusic.session" userdata: one libcurl multi handle (whose connection
+ * pool gives keep-alive across calls), the shared settings, and the transfers in flight.
+ *
+ * Lua drives it: start() queues a request, poll() runs libcurl until something finishes and
+ * returns plain completion tables. Scheduling, retries and decoding live in the Lua layer.
+ * Every C resource hangs off the userdata, so __gc frees it whatever Lua error happens. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "flowmusic.h"
+#include "transfer.h"
+
+#define FM_SESSION_MT "flowmusic.session"
+#define FM_IDLE_KEEP 64 /* idle easy handles kept for reuse */
+
+typedef struct fm_session {
+    CURLM *multi;          /* created lazily, and again after a fork */
+    fm_settings settings;
+    fm_transfer *active;   /* added to the multi handle */
+    fm_transfer *done;     /* finished, not yet handed to Lua */
+    fm_transfer *idle;     /* ready for reuse */
+    int idle_count;
+    pid_t pid;             /* process that owns multi and the transfers */
+    int closed;
+} fm_session;
+
+static char *dup_string(const char *s) {
+    size_t n;
+    char *p;
+    if (s == NULL) return NULL;
+    n = strlen(s) + 1;
+    p = malloc(n);
+    if (p != NULL) memcpy(p, s, n);
+    return p;
+}
+
+/* The token must not linger in freed memory. */
+static void wipe_free(char *s) {
+    if (s == NULL) return;
+    {
+        volatile char *v = s;
+        while (*v) *v++ = 0;
+    }
+    free(s);
+}
+
+static void free_list(fm_transfer *t) {
+    while (t != NULL) {
+        fm_transfer *next = t->next;
+        fm_transfer_free(t);
+        t = next;
+    }
+}
+
+/* Release every C resource; safe to call twice. */
+static void session_release(fm_session *s) {
+    fm_transfer *t;
+    if (s->multi != NULL)
+        for (t = s->active; t != NULL; t = t->next) curl_multi_remove_handle(s->multi, t->easy);
+    free_list(s->active);
+    free_list(s->done);
+    free_list(s->idle);
+    s->active = s->done = s->idle = NULL;
+    s->idle_count = 0;
+    if (s->multi != NULL) curl_multi_cleanup(s->multi);
+    s->multi = NULL;
+    wipe_free(s->settings.auth_header);
+    free(s->settings.user_agent);
+    free(s->settings.cainfo);
+    free(s->settings.proxy);
+    memset(&s->settings, 0, sizeof s->settings);
+    s->closed = 1;
+}
+
+/* After fork the child must not touch the parent's connections (a TLS close_notify or a
+ * reused socket would corrupt the parent's stream): abandon them and start afresh. */
+static void forget_parent_handles(fm_session *s) {
+    s->multi = NULL;  /* deliberately leaked in the child */
+    s->active = NULL;
+    s->done = NULL;
+    free_list(s->idle); /* idle easy handles hold no connection of their own */
+    s->idle = NULL;
+    s->idle_count = 0;
+    s->pid = getpid();
+}
+
+static fm_session *check_session(lua_State *L, int idx) {
+    fm_session *s = luaL_checkudata(L, idx, FM_SESSION_MT);
+    if (s->closed) luaL_error(L, "flowmusic: attempt to use a closed client");
+    if (s->pid != getpid()) forget_parent_handles(s);
+    return s;
+}
+
+static void put_idle(fm_session *s, fm_transfer *t) {
+    if (s->idle_count >= FM_IDLE_KEEP) { fm_transfer_free(t); return; }
+    fm_transfer_recycle(t);
+    t->next = s->idle;
+    s->idle = t;
+    s->idle_count++;
+}
+
+/* Optional string field of the config table, or NULL. Raises on a wrong type. */
+static const char *opt_field(lua_State *L, int cfg, const char *name) {
+    const char *v;
+    lua_getfield(L, cfg, name);
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); return NULL; }
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "flowmusic: session option '%s' must be a string", name);
+    v = lua_tostring(L, -1);
+    lua_pop(L, 1); /* the string stays alive: the config table still holds it */
+    return v;
+}
+
+static lua_Integer int_field(lua_State *L, int cfg, const char *name, lua_Integer dflt) {
+    lua_Integer v;
+    lua_getfield(L, cfg, name);
+    v = lua_isnil(L, -1) ? dflt : (lua_Integer)luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/** core.session(cfg) -> session. cfg: token (required), user_agent, cainfo, proxy,
+ * connect_timeout_ms, max_response_bytes. Validation of values is the Lua layer's job;
+ * this only refuses wrong types. Raises on misuse or when memory runs out. */
+static int session_new(lua_State *L) {
+    const char *token, *ua, *cainfo, *proxy;
+    lua_Integer connect_ms, max_bytes;
+    fm_session *s;
+    size_t n;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    token = opt_field(L, 1, "token");
+    if (token == NULL) return luaL_error(L, "flowmusic: session needs a token");
+    ua = opt_field(L, 1, "user_agent");
+    cainfo = opt_field(L, 1, "cainfo");
+    proxy = opt_field(L, 1, "proxy");
+    connect_ms = int_field(L, 1, "connect_timeout_ms", 10000);
+    max_bytes = int_field(L, 1, "max_response_bytes", 64 * 1024 * 1024);
+    if (connect_ms < 1 || max_bytes < 1) return luaL_error(L, "flowmusic: bad session limits");
+
+    /* Userdata first, zeroed and with its metatable, then the resources it owns. */
+    s = lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    fm_setmetatable(L, FM_SESSION_MT);
+    s->pid = getpid();
+    s->settings.connect_timeout_ms = (long)connect_ms;
+    s->settings.max_response_bytes = (size_t)max_bytes;
+    n = strlen(token) + sizeof("Authorization: Bearer ");
+    s->settings.auth_header = malloc(n);
+    if (s->settings.auth_header != NULL)
+        snprintf(s->settings.auth_header, n, "Authorization: Bearer %s", token);
+    s->settings.user_agent = dup_string(ua);
+    s->settings.cainfo = dup_string(cainfo);
+    s->settings.proxy = dup_string(proxy);
+    if (s->settings.auth_header == NULL || (ua && !s->settings.user_agent) ||
+        (cainfo && !s->settings.cainfo) || (proxy && !s->settings.proxy))
+        return luaL_error(L, "flowmusic: out of memory"); /* __gc frees what was made */
+    return 1;
+}
+
+static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
+
+/** session:start(id, method, url [, body, content_type, fresh, timeout_ms]) -> true | nil, err
+ * Queues one request; it runs during poll(). id is echoed in its completion. */
+static int session_start(lua_State *L) {
+    fm_session *s = check_session(L, 1);
+    fm_request req;
+    fm_transfer *t;
+    const char *err;
+    lua_Integer id = luaL_checkinteger(L, 2);
+    memset(&req, 0, sizeof req);
+    req.method = methods[luaL_checkoption(L, 3, NULL, methods)];
+    req.url = luaL_checkstring(L, 4);
+    req.body = luaL_optlstring(L, 5, NULL, &req.body_len);
+    req.content_type = luaL_optstring(L, 6, NULL);
+    req.fresh_connection = lua_toboolean(L, 7);
+    req.timeout_ms = (long)luaL_optinteger(L, 8, 30000);
+    if (req.timeout_ms < 1) req.timeout_ms = 1;
+
+    /* From here on no Lua call may raise until the transfer is linked into the session. */
+    if (s->multi == NULL && (s->multi = curl_multi_init()) == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "out of memory (curl_multi_init)");
+        return 2;
+    }
+    if (s->idle != NULL) {
+        t = s->idle;
+        s->idle = t->next;
+        s->idle_count--;
+        t->next = NULL;
+    } else if ((t = fm_transfer_new()) == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "out of memory (curl_easy_init)");
+        return 2;
+    }
+    t->id = (long long)id;
+    err = fm_transfer_setup(t, &s->settings, &req);
+    if (err == NULL && curl_multi_add_handle(s->multi, t->easy) != CURLM_OK) err = "curl_multi_add_handle failed";
+    if (err != NULL) {
+        put_idle(s, t);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    t->next = s->active;
+    s->active = t;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Move every finished transfer from active to done. */
+static void collect_finished(fm_session *s) {
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
+        fm_transfer **pp, *t = NULL;
+        if (msg->msg != CURLMSG_DONE) continue;
+        for (pp = &s->active; *pp != NULL; pp = &(*pp)->next)
+            if ((*pp)->easy == msg->easy_handle) { t = *pp; *pp = t->next; break; }
+        if (t == NULL) continue;
+        t->result = msg->data.result;
+        curl_multi_remove_handle(s->multi, t->easy);
+        t->next = s->done;
+        s->done = t;
+    }
+}
+
+
+/** session:poll([timeout_seconds]) -> { completion, ... }
+ * Runs transfers until at least one finishes or the timeout passes (0: just one step);
+ * with nothing in flight it sleeps for the timeout.
+ * A completion is { id, status, code, message?, sent, too_large, out_of_memory, body,
+ * headers, time }; code is libcurl's CURLcode (0 = the exchange completed). */
+static int session_poll(lua_State *L) {
+    fm_session *s = check_session(L, 1);
+    double timeout = luaL_optnumber(L, 2, 0);
+    double until = fm_now_seconds() + (timeout > 0 ? timeout : 0);
+    int running = 0, i = 0;
+    if (s->multi == NULL && (s->multi = curl_multi_init()) == NULL)
+        return luaL_error(L, "flowmusic: out of memory (curl_multi_init)");
+    while (s->done == NULL) {
+        double left;
+        if (curl_multi_perform(s->multi, &running) != CURLM_OK) break;
+        collect_finished(s);
+        left = until - fm_now_seconds();
+        if (s->done != NULL || left <= 0) break;
+        /* With nothing running this simply sleeps: the caller is waiting for a retry time. */
+        if (curl_multi_poll(s->multi, NULL, 0, (int)(left * 1000) + 1, NULL) != CURLM_OK) break;
+    }
+    lua_newtable(L);
+    while (s->done != NULL) {
+        fm_transfer *t = s->done;
+        fm_transfer_push_result(L, t); /* may raise: t is still on the done list then */
+        lua_rawseti(L, -2, ++i);
+        s->done = t->next;
+        put_idle(s, t);
+    }
+    return 1;
+}
+
+/** session:pending() -> number of requests started and not yet reported. */
+static int session_pending(lua_State *L) {
+    fm_session *s = check_session(L, 1);
+    int n = 0;
+    fm_transfer *t;
+    for (t = s->active; t != NULL; t = t->next) n++;
+    for (t = s->done; t != NULL; t = t->next) n++;
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/** session:abort() -> stops every request in flight; their completions are dropped. */
+static int session_abort(lua_State *L) {
+    fm_session *s = check_session(L, 1);
+    while (s->active != NULL) {
+        fm_transfer *t = s->active;
+        s->active = t->next;
+        curl_multi_remove_handle(s->multi, t->easy);
+        put_idle(s, t);
+    }
+    while (s->done != NULL) {
+        fm_transfer *t = s->done;
+        s->done = t->next;
+        put_idle(s, t);
+    }
+    return 0;
+}
+
+/** session:close() -> releases the handles; idempotent. Also __gc and __close. */
+static int session_close(lua_State *L) {
+    fm_session *s = luaL_checkudata(L, 1, FM_SESSION_MT);
+    if (!s->closed) {
+        if (s->pid != getpid()) forget_parent_handles(s);
+        session_release(s);
+    }
+    return 0;
+}
+
+static int session_closed(lua_State *L) {
+    fm_session *s = luaL_checkudata(L, 1, FM_SESSION_MT);
+    lua_pushboolean(L, s->closed);
+    return 1;
+}
+
+/* Never shows the token. */
+static int session_tostring(lua_State *L) {
+    fm_session *s = luaL_checkudata(L, 1, FM_SESSION_MT);
+    lua_pushfstring(L, "flowmusic.session (%s)", s->closed ? "closed" : "open");
+    return 1;
+}
+
+int fm_session_open(lua_State *L) {
+    static const luaL_Reg meta[] = {
+        {"__gc", session_close},
+        {"__close", session_close},
+        {"__tostring", session_tostring},
+        {NULL, NULL},
+    };
+    static const luaL_Reg methods_reg[] = {
+        {"start", session_start},   {"poll", session_poll},   {"pending", session_pending},
+        {"abort", session_abort},   {"close", session_close}, {"closed", session_closed},
+        {NULL, NULL},
+    };
+    luaL_newmetatable(L, FM_SESSION_MT);
+    fm_setfuncs(L, meta, 0);
+    fm_newlib(L, methods_reg);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, session_new); /* module, session */
+    lua_setfield(L, -2, "session");
+    return 0;
+}

@@ -1,0 +1,58 @@
+/* transfer.h - one HTTP exchange on a reusable libcurl easy handle.
+ * A transfer and everything it points to is owned by a session userdata, so a Lua error
+ * (longjmp) at any point can never leak it: the session's __gc frees whatever it holds. */
+#ifndef FLOWMUSIC_TRANSFER_H
+#define FLOWMUSIC_TRANSFER_H
+
+#include <curl/curl.h>
+#include <lua.h>
+
+#include "buffer.h"
+
+/* Per-client settings every transfer of a session shares. Strings are owned by the session. */
+typedef struct fm_settings {
+    char *auth_header; /* "Authorization: Bearer <token>", wiped on free */
+    char *user_agent;
+    char *cainfo;      /* NULL: libcurl's default CA store */
+    char *proxy;       /* NULL: no explicit proxy (libcurl still honours *_proxy variables) */
+    long connect_timeout_ms;
+    size_t max_response_bytes;
+} fm_settings;
+
+/* What a caller asks for; strings are borrowed for the duration of fm_transfer_setup only. */
+typedef struct fm_request {
+    const char *method;
+    const char *url;
+    const char *body;         /* NULL: no request body */
+    size_t body_len;
+    const char *content_type; /* sent only with a body */
+    int fresh_connection;     /* never reuse a pooled connection (no silent re-send by libcurl) */
+    long timeout_ms;          /* whole attempt */
+} fm_request;
+
+typedef struct fm_transfer {
+    CURL *easy;
+    struct curl_slist *headers;
+    fm_buffer body;
+    fm_buffer head;           /* header block of the last response only */
+    size_t max_bytes;
+    int too_large;            /* the cap stopped the transfer */
+    int out_of_memory;        /* a buffer could not grow */
+    CURLcode result;
+    long long id;             /* the caller's tag, echoed in the completion */
+    char errbuf[CURL_ERROR_SIZE];
+    struct fm_transfer *next;
+} fm_transfer;
+
+/* Allocate an idle transfer with its easy handle; NULL when out of memory. */
+fm_transfer *fm_transfer_new(void);
+/* Prepare t for req; returns NULL or a static message saying what failed. */
+const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_request *req);
+/* Drop the last request's state, keeping the easy handle (and its buffers) for reuse. */
+void fm_transfer_recycle(fm_transfer *t);
+void fm_transfer_free(fm_transfer *t);
+/* Push the completion table of a finished transfer: id, status, code, message, sent,
+ * too_large, body, headers, time. May raise (memory); t is left untouched either way. */
+void fm_transfer_push_result(lua_State *L, fm_transfer *t);
+
+#endif
