@@ -4,6 +4,9 @@
 
 #include <stddef.h>
 
+/* Internal to the module whatever the build system: only luaopen_flowmusic_core is exported. */
+#pragma GCC visibility push(hidden)
+
 typedef struct fm_buffer {
     char *data;
     size_t len;
@@ -17,5 +20,7 @@ int fm_buffer_reserve(fm_buffer *b, size_t want);
 /* Forget the content; keep small allocations for reuse, release big ones. */
 void fm_buffer_clear(fm_buffer *b);
 void fm_buffer_free(fm_buffer *b);
+
+#pragma GCC visibility pop
 
 #endif

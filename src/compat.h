@@ -6,6 +6,9 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+/* Internal to the module whatever the build system: only luaopen_flowmusic_core is exported. */
+#pragma GCC visibility push(hidden)
+
 #if LUA_VERSION_NUM >= 502
 #define fm_setfuncs(L, l, nup) luaL_setfuncs((L), (l), (nup))
 #define fm_testudata(L, i, tn) luaL_testudata((L), (i), (tn))
@@ -18,5 +21,7 @@ void *fm_testudata(lua_State *L, int i, const char *tname);
 
 /* Build a fresh table holding the functions of l (luaL_newlib without the version check). */
 #define fm_newlib(L, l) (lua_createtable((L), 0, (int)(sizeof(l) / sizeof((l)[0]) - 1)), fm_setfuncs((L), (l), 0))
+
+#pragma GCC visibility pop
 
 #endif

@@ -9,6 +9,9 @@
 
 #include "buffer.h"
 
+/* Internal to the module whatever the build system: only luaopen_flowmusic_core is exported. */
+#pragma GCC visibility push(hidden)
+
 /* Per-client settings every transfer of a session shares. Strings are owned by the session. */
 typedef struct fm_settings {
     char *auth_header; /* "Authorization: Bearer <token>", wiped on free */
@@ -54,5 +57,7 @@ void fm_transfer_free(fm_transfer *t);
 /* Push the completion table of a finished transfer: id, status, code, message, sent,
  * too_large, body, headers, time. May raise (memory); t is left untouched either way. */
 void fm_transfer_push_result(lua_State *L, fm_transfer *t);
+
+#pragma GCC visibility pop
 
 #endif
