@@ -7,6 +7,7 @@
 
 #include "compat.h"
 #include "flowmusic.h"
+#include "transfer.h"
 
 static pthread_once_t global_init_once = PTHREAD_ONCE_INIT;
 static CURLcode global_init_result = CURLE_OK;
@@ -39,6 +40,7 @@ __attribute__((visibility("default"))) int luaopen_flowmusic_core(lua_State *L) 
     static const luaL_Reg functions[] = {
         {"curl_version", core_curl_version},
         {"now", core_now},
+        {"parse_headers", fm_parse_headers},
         {NULL, NULL},
     };
     pthread_once(&global_init_once, global_init);

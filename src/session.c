@@ -67,6 +67,8 @@ static void session_release(fm_session *s) {
     s->idle_count = 0;
     if (s->multi != NULL) curl_multi_cleanup(s->multi);
     s->multi = NULL;
+    curl_slist_free_all(s->settings.plain_headers);
+    curl_slist_free_all(s->settings.json_headers);
     wipe_free(s->settings.auth_header);
     free(s->settings.user_agent);
     free(s->settings.cainfo);
@@ -154,14 +156,15 @@ static int session_new(lua_State *L) {
     s->settings.cainfo = dup_string(cainfo);
     s->settings.proxy = dup_string(proxy);
     if (s->settings.auth_header == NULL || (ua && !s->settings.user_agent) ||
-        (cainfo && !s->settings.cainfo) || (proxy && !s->settings.proxy))
+        (cainfo && !s->settings.cainfo) || (proxy && !s->settings.proxy) ||
+        fm_settings_build_headers(&s->settings) != 0)
         return luaL_error(L, "flowmusic: out of memory"); /* __gc frees what was made */
     return 1;
 }
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
 
-/** session:start(id, method, url [, body, content_type, fresh, timeout_ms]) -> true | nil, err
+/** session:start(id, method, url [, json_body, fresh, timeout_ms]) -> true | nil, err
  * Queues one request; it runs during poll(). id is echoed in its completion. */
 static int session_start(lua_State *L) {
     fm_session *s = check_session(L, 1);
@@ -173,9 +176,8 @@ static int session_start(lua_State *L) {
     req.method = methods[luaL_checkoption(L, 3, NULL, methods)];
     req.url = luaL_checkstring(L, 4);
     req.body = luaL_optlstring(L, 5, NULL, &req.body_len);
-    req.content_type = luaL_optstring(L, 6, NULL);
-    req.fresh_connection = lua_toboolean(L, 7);
-    req.timeout_ms = (long)luaL_optinteger(L, 8, 30000);
+    req.fresh_connection = lua_toboolean(L, 6);
+    req.timeout_ms = (long)luaL_optinteger(L, 7, 30000);
     if (req.timeout_ms < 1) req.timeout_ms = 1;
 
     /* From here on no Lua call may raise until the transfer is linked into the session. */
@@ -231,7 +233,8 @@ static void collect_finished(fm_session *s) {
  * Runs transfers until at least one finishes or the timeout passes (0: just one step);
  * with nothing in flight it sleeps for the timeout.
  * A completion is { id, status, code, message?, sent, too_large, out_of_memory, body,
- * headers, time }; code is libcurl's CURLcode (0 = the exchange completed). */
+ * head, time }: code is libcurl's CURLcode (0 = the exchange completed), head the raw
+ * header block (see core.parse_headers). */
 static int session_poll(lua_State *L) {
     fm_session *s = check_session(L, 1);
     double timeout = luaL_optnumber(L, 2, 0);

@@ -2,6 +2,8 @@
  * callbacks (plain C, never the Lua API), and the completion table built afterwards. */
 #include "transfer.h"
 
+#include <lauxlib.h>
+
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,8 +58,6 @@ fm_transfer *fm_transfer_new(void) {
 
 void fm_transfer_recycle(fm_transfer *t) {
     curl_easy_reset(t->easy); /* options only: the multi handle keeps the connections */
-    curl_slist_free_all(t->headers);
-    t->headers = NULL;
     fm_buffer_clear(&t->body);
     fm_buffer_clear(&t->head);
     t->too_large = t->out_of_memory = 0;
@@ -69,36 +69,28 @@ void fm_transfer_recycle(fm_transfer *t) {
 void fm_transfer_free(fm_transfer *t) {
     if (t == NULL) return;
     curl_easy_cleanup(t->easy);
-    curl_slist_free_all(t->headers);
     fm_buffer_free(&t->body);
     fm_buffer_free(&t->head);
     free(t);
 }
 
-/* Append one header line; 0 on success. */
-static int add_header(fm_transfer *t, const char *line) {
-    struct curl_slist *l = curl_slist_append(t->headers, line);
+/* Append line to *list; 0 on success (on failure *list is unchanged). */
+static int add_header(struct curl_slist **list, const char *line) {
+    struct curl_slist *l = curl_slist_append(*list, line);
     if (l == NULL) return -1;
-    t->headers = l;
+    *list = l;
     return 0;
 }
 
-static const char *build_headers(fm_transfer *t, const fm_settings *s, const fm_request *req) {
-    if (add_header(t, s->auth_header) || add_header(t, "Accept: application/json") ||
-        add_header(t, "Expect:"))
-        return "out of memory";
-    if (req->body != NULL && req->content_type != NULL) {
-        size_t n = strlen(req->content_type) + sizeof("Content-Type: ");
-        char *line = malloc(n);
-        int failed;
-        if (line == NULL) return "out of memory";
-        memcpy(line, "Content-Type: ", sizeof("Content-Type: ") - 1);
-        memcpy(line + sizeof("Content-Type: ") - 1, req->content_type, strlen(req->content_type) + 1);
-        failed = add_header(t, line);
-        free(line);
-        if (failed) return "out of memory";
-    }
-    return NULL;
+int fm_settings_build_headers(fm_settings *s) {
+    /* "Expect:" stops libcurl from waiting for 100-continue on larger POST bodies. */
+    static const char *const common[] = {"Accept: application/json", "Expect:", NULL};
+    int i;
+    if (add_header(&s->plain_headers, s->auth_header) || add_header(&s->json_headers, s->auth_header))
+        return -1;
+    for (i = 0; common[i] != NULL; i++)
+        if (add_header(&s->plain_headers, common[i]) || add_header(&s->json_headers, common[i])) return -1;
+    return add_header(&s->json_headers, "Content-Type: application/json");
 }
 
 #define SET(opt, val) \
@@ -127,11 +119,10 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
     CURL *e = t->easy;
     const char *err;
     t->max_bytes = s->max_response_bytes;
-    if ((err = build_headers(t, s, req)) != NULL) return err;
     if ((err = set_method(t, req)) != NULL) return err;
     SET(CURLOPT_URL, req->url);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_HTTPHEADER, t->headers);
+    SET(CURLOPT_HTTPHEADER, req->body ? s->json_headers : s->plain_headers);
     SET(CURLOPT_FOLLOWLOCATION, 0L); /* the token must never travel to another host */
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
@@ -154,9 +145,12 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
 
 #undef SET
 
-/* t.headers = { ["lower-case-name"] = "value", ... }; repeated names are joined with ", ". */
-static void push_headers(lua_State *L, const fm_transfer *t) {
-    const char *p = t->head.data, *end = p + t->head.len;
+/** core.parse_headers(head) -> { ["lower-case-name"] = "value", ... }
+ * head is a completion's raw header block; repeated names are joined with ", ". Parsed only
+ * when needed (errors, raw requests), so the common path builds no header table. */
+int fm_parse_headers(lua_State *L) {
+    size_t len;
+    const char *p = luaL_checklstring(L, 1, &len), *end = p + len;
     lua_newtable(L);
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -184,6 +178,7 @@ static void push_headers(lua_State *L, const fm_transfer *t) {
         }
         p = line_end + 1;
     }
+    return 1;
 }
 
 void fm_transfer_push_result(lua_State *L, fm_transfer *t) {
@@ -211,8 +206,8 @@ void fm_transfer_push_result(lua_State *L, fm_transfer *t) {
     lua_setfield(L, -2, "out_of_memory");
     lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
     lua_setfield(L, -2, "body");
-    push_headers(L, t);
-    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, t->head.data ? t->head.data : "", t->head.len);
+    lua_setfield(L, -2, "head");
     lua_pushnumber(L, seconds);
     lua_setfield(L, -2, "time");
 }

@@ -15,6 +15,8 @@
 /* Per-client settings every transfer of a session shares. Strings are owned by the session. */
 typedef struct fm_settings {
     char *auth_header; /* "Authorization: Bearer <token>", wiped on free */
+    struct curl_slist *plain_headers; /* auth, accept: built once, shared by every transfer */
+    struct curl_slist *json_headers;  /* the same plus Content-Type: application/json */
     char *user_agent;
     char *cainfo;      /* NULL: libcurl's default CA store */
     char *proxy;       /* NULL: no explicit proxy (libcurl still honours *_proxy variables) */
@@ -26,16 +28,14 @@ typedef struct fm_settings {
 typedef struct fm_request {
     const char *method;
     const char *url;
-    const char *body;         /* NULL: no request body */
+    const char *body;         /* NULL: no request body; else JSON */
     size_t body_len;
-    const char *content_type; /* sent only with a body */
     int fresh_connection;     /* never reuse a pooled connection (no silent re-send by libcurl) */
     long timeout_ms;          /* whole attempt */
 } fm_request;
 
 typedef struct fm_transfer {
     CURL *easy;
-    struct curl_slist *headers;
     fm_buffer body;
     fm_buffer head;           /* header block of the last response only */
     size_t max_bytes;
@@ -54,9 +54,13 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
 /* Drop the last request's state, keeping the easy handle (and its buffers) for reuse. */
 void fm_transfer_recycle(fm_transfer *t);
 void fm_transfer_free(fm_transfer *t);
+/* Build the header lists of s from its auth_header; 0, or -1 when memory runs out. */
+int fm_settings_build_headers(fm_settings *s);
 /* Push the completion table of a finished transfer: id, status, code, message, sent,
- * too_large, body, headers, time. May raise (memory); t is left untouched either way. */
+ * too_large, body, head (raw header block), time. May raise (memory); t is left untouched. */
 void fm_transfer_push_result(lua_State *L, fm_transfer *t);
+/* core.parse_headers(head) -> { ["lower-case-name"] = "value" } */
+int fm_parse_headers(lua_State *L);
 
 #pragma GCC visibility pop
 

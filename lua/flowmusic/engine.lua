@@ -9,6 +9,7 @@ local retry = require "flowmusic.retry"
 local M = {}
 
 local json_decode = core.json_decode
+local parse_headers = core.parse_headers
 local huge = math.huge
 
 -- Longest time poll() may block before the loop looks at the clock again.
@@ -32,8 +33,20 @@ local function interpret(cfg, call, c)
   if c.code ~= 0 or c.too_large then return nil, errors.from_transport(c, call.method, call.path) end
   local status = c.status
   local ok_status = status >= 200 and status < 300
-  local ctype = c.headers["content-type"] or ""
-  local is_json = ctype:find("json", 1, true) ~= nil
+  if ok_status and not call.spec.raw then
+    -- The common path: no header table is built at all.
+    local doc
+    if call.spec.expects_body then
+      local derr
+      doc, derr = json_decode(c.body, cfg.null)
+      if derr then return nil, bad_response(call, status, "response is not valid JSON: " .. derr) end
+    end
+    local values, rerr = call.spec.result(call, status, doc, c)
+    if not values then return nil, bad_response(call, status, rerr) end
+    return values
+  end
+  c.headers = parse_headers(c.head)
+  local is_json = (c.headers["content-type"] or ""):find("json", 1, true) ~= nil
   if call.spec.raw then
     local body = c.body
     if is_json and body ~= "" then
@@ -48,17 +61,6 @@ local function interpret(cfg, call, c)
     if ok_status then return values end
     local doc = type(body) == "table" and body or nil
     return nil, errors.from_status(c, doc, call.method, call.path, secrets_of(cfg, call), cfg.now), values
-  end
-  if ok_status then
-    local doc
-    if call.spec.expects_body then
-      local derr
-      doc, derr = json_decode(c.body, cfg.null)
-      if derr then return nil, bad_response(call, status, "response is not valid JSON: " .. derr) end
-    end
-    local values, rerr = call.spec.result(call, status, doc, c)
-    if not values then return nil, bad_response(call, status, rerr) end
-    return values
   end
   local doc = (is_json or c.body:find("^%s*{")) and json_decode(c.body) or nil
   return nil, errors.from_status(c, doc, call.method, call.path, secrets_of(cfg, call), cfg.now)
@@ -121,7 +123,7 @@ function M.run(session, cfg, calls, concurrency, on_progress)
     end
     local timeout = math.min(call.timeout or cfg.timeout, left)
     local ok, serr = session:start(i, call.method, cfg.base_url .. call.path, call.body,
-      call.body and "application/json" or nil, call.fresh, math.ceil(timeout * 1000))
+      call.fresh, math.ceil(timeout * 1000))
     if not ok then
       return fail(i, errors.new { kind = "network", reason = "local_error", reached = false,
         message = serr, method = call.method, path = call.path })
