@@ -1,0 +1,223 @@
+--- Entry points of the sandbox inside nginx: `init`, `init_worker` and `handle` (routing of
+-- `/v1/flowmusic/...` and `/__sandbox/...`).
+-- @module flowmusic.sandbox.handler
+
+local cjson = require "cjson.safe"
+local accounts = require "flowmusic.sandbox.accounts"
+local faults = require "flowmusic.sandbox.faults"
+local json = require "flowmusic.sandbox.json"
+local multipart = require "flowmusic.sandbox.multipart"
+local tokens = require "flowmusic.sandbox.tokens"
+local usage = require "flowmusic.sandbox.usage"
+local util = require "flowmusic.sandbox.util"
+local watchdog = require "flowmusic.sandbox.watchdog"
+
+local M = { _VERSION = "0.1.0" }
+
+local BASE = "/v1/flowmusic"
+local config = { token = "user:1-sandbox" }
+
+--- Load the launcher-written configuration (`init_by_lua`).
+-- @tparam string path a Lua file returning `{token=, dir=, watch_pid=?, watch_start=?}`
+function M.init(path)
+  config = dofile(path)
+  ngx.shared.flowmusic_sandbox:flush_all()
+  ngx.shared.flowmusic_sandbox_requests:flush_all()
+end
+
+--- Per-worker start-up (`init_worker_by_lua`): record the worker pid, start the watchdog.
+function M.init_worker()
+  watchdog.start(config)
+end
+
+-- Send a response table.
+local function send(resp)
+  ngx.status = resp.status
+  for k, v in pairs(resp.headers or {}) do ngx.header[k] = v end
+  if resp.body and #resp.body > 0 then
+    ngx.header["Content-Length"] = #resp.body
+    ngx.print(resp.body)
+  end
+  return ngx.exit(ngx.OK)
+end
+
+-- The request body as a string ("" when none).
+local function body_text()
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if data then return data end
+  local file = ngx.req.get_body_file()
+  if not file then return "" end
+  local f = io.open(file, "rb")
+  if not f then return "" end
+  data = f:read("*a")
+  f:close()
+  return data
+end
+
+local NOT_BODY = "Request body must be a JSON object or multipart/form-data"
+
+-- Decode a POST body into fields (JSON nulls dropped); multipart flag as second value.
+local function body_fields()
+  local text = body_text()
+  local ctype = ngx.var.content_type
+  if ctype and ctype:lower():match("^%s*multipart/form%-data") then
+    local boundary = multipart.boundary(ctype)
+    if not boundary then return nil, "multipart/form-data without a boundary" end
+    local fields, err = multipart.parse(text, boundary)
+    if not fields then return nil, "Malformed multipart/form-data body: " .. err end
+    return fields, true
+  end
+  if not text:match("^%s*{") then return nil, NOT_BODY end
+  local v = cjson.decode(text)
+  if type(v) ~= "table" then return nil, NOT_BODY end
+  for k, x in pairs(v) do
+    if x == cjson.null then v[k] = nil end
+  end
+  return v, false
+end
+
+-- 405 with an Allow header.
+local function not_allowed(allow)
+  return util.error_response(405, "Method not allowed", { Allow = allow })
+end
+
+-- GET /accounts/usage?email=
+local function get_usage()
+  local email = ngx.req.get_uri_args().email
+  if type(email) == "table" then email = email[1] end
+  if type(email) ~= "string" or email == "" then
+    return util.error_response(400, "email query parameter is required")
+  end
+  local rec = accounts.get(email)
+  if not rec then return util.error_response(404, "Account " .. email .. " not found") end
+  return util.json_response(200, usage.render(rec))
+end
+
+-- Authenticate and route one API request; returns a response table (sends nothing).
+local function api(method, path)
+  local auth = ngx.req.get_headers()["authorization"]
+  if auth ~= "Bearer " .. config.token then
+    return util.error_response(401, "Unauthorized")
+  end
+  local rest = path:sub(#BASE + 1)
+  if path:sub(1, #BASE) ~= BASE then
+    return util.error_response(404, "Not found")
+  elseif rest == "/accounts" then
+    if method == "GET" then return accounts.list() end
+    if method ~= "POST" then return not_allowed("GET, POST") end
+    local fields, extra = body_fields() -- extra: multipart flag, or the error message
+    if not fields then return util.error_response(400, extra) end
+    return accounts.post(fields, extra)
+  elseif rest == "/accounts/usage" then
+    if method ~= "GET" then return not_allowed("GET") end
+    return get_usage()
+  end
+  local segment = rest:match("^/accounts/([^/]+)$")
+  if not segment then return util.error_response(404, "Not found") end
+  local email = util.percent_decode(segment)
+  if method == "GET" then return accounts.show(email) end
+  if method == "DELETE" then return accounts.delete(email) end
+  return not_allowed("GET, DELETE")
+end
+
+-- Count, apply a fault if any, then answer an API request.
+local function handle_api(method, path)
+  local counts = ngx.shared.flowmusic_sandbox_requests
+  counts:incr(method .. " " .. path, 1, 0)
+  counts:incr("total", 1, 0) -- request keys always hold a space, so no clash
+  local fault, err
+  local header = ngx.req.get_headers()["x-sandbox-fault"]
+  if header then
+    if type(header) == "table" then header = header[1] end
+    fault, err = faults.parse(header)
+    if not fault then return send(util.error_response(400, "X-Sandbox-Fault: " .. err)) end
+  else
+    fault = faults.take(method, path)
+  end
+  local function process() return api(method, path) end
+  if fault then return faults.apply(fault, process, send) end
+  return send(process())
+end
+
+-- The decoded JSON object of a control request ({} when empty).
+local function control_body()
+  local text = body_text()
+  if text:match("^%s*$") then return {} end
+  local v = cjson.decode(text)
+  if type(v) ~= "table" then return nil end
+  return v
+end
+
+-- Control endpoints under /__sandbox/.
+local function control(method, name)
+  local ok = util.json_response
+  local fail = util.error_response
+  local key = method .. " " .. name
+  if key == "GET health" then
+    return ok(200, json.object({ ok = true, version = M._VERSION }, { "ok", "version" }))
+  elseif key == "GET requests" then
+    local counts, by = ngx.shared.flowmusic_sandbox_requests, {}
+    for _, k in ipairs(counts:get_keys(0)) do
+      if k ~= "total" then by[k] = counts:get(k) end
+    end
+    return ok(200, json.object({ total = counts:get("total") or 0, by = by }, { "total", "by" }))
+  elseif key == "GET faults" then
+    return ok(200, { faults = json.array(faults.queue()) })
+  elseif key == "DELETE faults" then
+    faults.clear()
+    return ok(200, { ok = true })
+  end
+  local body = control_body()
+  if not body then return fail(400, "Control request body must be a JSON object") end
+  if key == "POST reset" then
+    ngx.shared.flowmusic_sandbox:flush_all()
+    ngx.shared.flowmusic_sandbox_requests:flush_all()
+    return ok(200, { ok = true })
+  elseif key == "POST faults" then
+    local f, err = faults.script(body)
+    if not f then return fail(400, err) end
+    return ok(201, f)
+  elseif key == "POST seed" then
+    local count, tier = body.count, body.tier
+    if tier == nil or tier == cjson.null then tier = "plus" end
+    if not util.is_integer(count) or count < 1 or count > accounts.MAX_ACCOUNTS then
+      return fail(400, "count must be an integer 1-50")
+    end
+    if not tokens.tiers[tier] then return fail(400, "unknown tier " .. tostring(tier)) end
+    local emails, new = {}, 0
+    for i = 1, count do
+      emails[i] = string.format("seed-%02d@sandbox.test", i)
+      if not accounts.get(emails[i]) then new = new + 1 end
+    end
+    if accounts.count() + new > accounts.MAX_ACCOUNTS then return fail(400, accounts.LIMIT_MESSAGE) end
+    for _, email in ipairs(emails) do
+      if not accounts.get(email) then
+        accounts.create(email, tier, "sandbox:" .. tier .. ":" .. email)
+      end
+    end
+    return ok(200, { emails = json.array(emails) })
+  elseif key == "POST usage" then
+    local email, n = body.email, body.events
+    if type(email) ~= "string" then return fail(400, "email is required") end
+    if n == nil or n == cjson.null then n = 0 end
+    if not util.is_integer(n) or n < 0 or n > 1000000 then
+      return fail(400, "events must be an integer 0-1000000")
+    end
+    if not accounts.get(email) then return fail(404, "Account " .. email .. " not found") end
+    usage.set_size(email, n)
+    return ok(200, json.object({ email = email, events = n }, { "email", "events" }))
+  end
+  return fail(404, "Unknown sandbox control endpoint " .. key)
+end
+
+--- The content handler for every request.
+function M.handle()
+  local method = ngx.req.get_method()
+  local path = ngx.var.request_uri:match("^[^?]*")
+  local name = path:match("^/__sandbox/([%w_]+)$")
+  if name then return send(control(method, name)) end
+  return handle_api(method, path)
+end
+
+return M

@@ -1,0 +1,51 @@
+--- The sandbox's stand-in for "ask Flow Music who owns this refresh token".
+--
+-- * `sandbox:<tier>:<email>` (tier `free|starter|plus|member|unknown`) → `<email>` on that tier;
+-- * `sandbox:fail:<email>` → the refresh fails (400, nothing stored);
+-- * `sandbox:broken:<email>` → the account is stored in error state;
+-- * any other token (≥ 10 chars) → `user-<first 8 hex of md5(token)>@flowmusic.sandbox`, tier plus.
+-- @module flowmusic.sandbox.tokens
+
+local M = {}
+
+--- Plan facts per tier: default maxJobs, plan/provider (paid tiers only) and live balances.
+M.tiers = {
+  free    = { maxJobs = 1,  credits = 120 },
+  starter = { maxJobs = 4,  plan = "starter-monthly", provider = "stripe",
+              credits = 1000, tokens = 12000 },
+  plus    = { maxJobs = 12, plan = "plus-monthly", provider = "g1_entitlement",
+              credits = 5000, tokens = 60000 },
+  member  = { maxJobs = 16, plan = "member-annual", provider = "g1_entitlement",
+              credits = 20000, tokens = 240000 },
+  unknown = { maxJobs = 2 },
+}
+
+--- The message of a refresh that fails.
+M.FAILED = "refresh token failed to refresh"
+
+--- The `error` of an account in error state.
+M.BROKEN = "Refresh token is invalid or expired; re-add the account"
+
+--- The email a non-`sandbox:` token maps to.
+-- @tparam string token
+-- @treturn string
+function M.derived_email(token)
+  return "user-" .. ngx.md5(token):sub(1, 8) .. "@flowmusic.sandbox"
+end
+
+--- Resolve a refresh token.
+-- @tparam string token at least 10 characters
+-- @treturn table `{email=, tier=, broken=bool}`, or `nil, message` when the refresh fails
+function M.resolve(token)
+  local kind, email = token:match("^sandbox:(%a+):(.+)$")
+  if kind == "fail" then
+    return nil, M.FAILED
+  elseif kind == "broken" then
+    return { email = email, tier = "unknown", broken = true }
+  elseif kind and M.tiers[kind] then
+    return { email = email, tier = kind }
+  end
+  return { email = M.derived_email(token), tier = "plus" }
+end
+
+return M

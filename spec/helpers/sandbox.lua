@@ -1,0 +1,197 @@
+--- Spec helper: start and drive private sandbox instances (LuaSocket only; no flowmusic client).
+--
+--     local sandbox = require "spec.helpers.sandbox"
+--     local sb = sandbox.start{ token = "user:7-abc" }   -- own temp dir, free port
+--     sb.base_url, sb.root, sb.token, sb.pid, sb.dir, sb.port
+--     sb:reset(); sb:seed(3); sb:fault{ fault = "status", code = 503, count = 2 }
+--     sb:clear_faults(); sb:requests(); sb:control("GET", "/__sandbox/health")
+--     sb:stop()                                          -- by pid, idempotent, removes the dir
+--
+-- Instances also stop when this process ends: the nginx side watches this process's pid,
+-- `sandbox.stop_all()` stops whatever is left, and a `__gc` sentinel calls it at exit.
+-- @module spec.helpers.sandbox
+
+local cjson = require "cjson"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+local server = require "flowmusic.sandbox.server"
+
+local M = {}
+
+local live = {} -- started, not yet stopped
+
+-- Pid of this process (the one running the specs).
+local function self_pid()
+  local f = assert(io.open("/proc/self/stat", "r"))
+  local s = f:read("*l")
+  f:close()
+  return tonumber(s:match("^(%d+)"))
+end
+
+-- A fresh private directory.
+local function temp_dir()
+  local tmp = os.getenv("TMPDIR")
+  if not tmp or tmp == "" then tmp = "/tmp" end
+  local p = io.popen("mktemp -d '" .. tmp:gsub("'", "") .. "/flowmusic-sandbox-spec.XXXXXX'")
+  local dir = p:read("*l")
+  p:close()
+  assert(dir and dir ~= "", "mktemp -d failed")
+  return dir
+end
+
+local Sandbox = {}
+Sandbox.__index = Sandbox
+
+--- Start a private sandbox.
+-- @tparam[opt] table opts `{token=}`
+-- @treturn table the instance (raises when it cannot start)
+function M.start(opts)
+  opts = opts or {}
+  local dir = temp_dir()
+  local base, pid, info = server.start({ dir = dir, port = 0, token = opts.token, watch_pid = self_pid() })
+  if not base then
+    os.execute("rm -rf '" .. dir .. "'")
+    error("sandbox failed to start: " .. tostring(pid), 2)
+  end
+  local sb = setmetatable({ base_url = base, root = info.root, token = info.token, pid = pid,
+                            dir = dir, port = info.port }, Sandbox)
+  live[sb] = true
+  return sb
+end
+
+--- Stop every instance still running.
+function M.stop_all()
+  for sb in pairs(live) do sb:stop() end
+end
+
+-- Stop leftovers when the Lua state closes (Lua 5.2+ tables, Lua 5.1 newproxy).
+if newproxy then
+  M._sentinel = newproxy(true)
+  getmetatable(M._sentinel).__gc = function() M.stop_all() end
+else
+  M._sentinel = setmetatable({}, { __gc = function() M.stop_all() end })
+end
+
+--- Stop this instance (SIGTERM to its master, by pid) and remove its directory. Idempotent.
+-- @treturn true
+function Sandbox:stop()
+  if self.stopped then return true end
+  self.stopped = true
+  live[self] = nil
+  server.stop({ dir = self.dir, pid = self.pid, remove = true })
+  return true
+end
+
+--- One HTTP request to this instance.
+-- @tparam string method
+-- @tparam string path absolute path (`/v1/...`, `/__sandbox/...`) or a full URL
+-- @tparam[opt] table opts `{body=string, headers=table, timeout=seconds}`
+-- @treturn number|nil status (or nil, err)
+-- @treturn string body
+-- @treturn table headers (lower-case names)
+function Sandbox:http(method, path, opts)
+  opts = opts or {}
+  local chunks, headers = {}, {}
+  for k, v in pairs(opts.headers or {}) do headers[k] = v end
+  if opts.body then headers["Content-Length"] = tostring(#opts.body) end
+  local url = path:match("^https?://") and path or (self.root .. path)
+  local old = http.TIMEOUT
+  http.TIMEOUT = opts.timeout or 10
+  local ok, code, resp_headers = http.request({
+    url = url, method = method, headers = headers, sink = ltn12.sink.table(chunks),
+    source = opts.body and ltn12.source.string(opts.body) or nil,
+  })
+  http.TIMEOUT = old
+  if not ok then return nil, code end
+  return code, table.concat(chunks), resp_headers
+end
+
+--- An authenticated API call: path relative to `base_url`, JSON body from a table.
+-- @tparam string method
+-- @tparam string path e.g. `/accounts`
+-- @tparam[opt] table opts `{json=table, body=string, headers=table, token=string|false}`
+-- @treturn number status, decoded JSON body (or raw text), headers
+function Sandbox:api(method, path, opts)
+  opts = opts or {}
+  local headers = {}
+  for k, v in pairs(opts.headers or {}) do headers[k] = v end
+  local token = opts.token
+  if token == nil then token = self.token end
+  if token then headers["Authorization"] = "Bearer " .. token end
+  local body = opts.body
+  if opts.json then
+    body = cjson.encode(opts.json)
+    headers["Content-Type"] = headers["Content-Type"] or "application/json"
+  end
+  local code, text, h = self:http(method, self.base_url .. path, { body = body, headers = headers,
+                                                                   timeout = opts.timeout })
+  if not code then return nil, text end
+  local ok, decoded = pcall(cjson.decode, text)
+  return code, (ok and decoded or text), h
+end
+
+--- A control request: JSON in, JSON out.
+-- @tparam string method
+-- @tparam string path `/__sandbox/...` (a bare name like `reset` is prefixed)
+-- @tparam[opt] table body_table
+-- @treturn number status
+-- @treturn table|nil decoded body
+function Sandbox:control(method, path, body_table)
+  if path:sub(1, 1) ~= "/" then path = "/__sandbox/" .. path end
+  local body = body_table and cjson.encode(body_table) or nil
+  local code, text = self:http(method, path, { body = body,
+    headers = body and { ["Content-Type"] = "application/json" } or nil })
+  if not code then error("sandbox control " .. method .. " " .. path .. ": " .. tostring(text), 2) end
+  local ok, decoded = pcall(cjson.decode, text)
+  return code, ok and decoded or nil
+end
+
+-- A control request that must succeed.
+local function must(sb, status, method, path, body)
+  local code, decoded = sb:control(method, path, body)
+  if code ~= status then
+    error(string.format("sandbox control %s %s: %s %s", method, path, tostring(code),
+                        decoded and cjson.encode(decoded) or ""), 3)
+  end
+  return decoded
+end
+
+--- Clear accounts, faults and request counters.
+function Sandbox:reset()
+  must(self, 200, "POST", "/__sandbox/reset")
+end
+
+--- Create n accounts `seed-01@sandbox.test`...
+-- @tparam number n
+-- @tparam[opt] string tier default plus
+-- @treturn {string,...} emails
+function Sandbox:seed(n, tier)
+  return must(self, 200, "POST", "/__sandbox/seed", { count = n, tier = tier }).emails
+end
+
+--- Script a fault (`{fault=, <params>, method=?, path=?, count=?}`).
+-- @tparam table spec
+-- @treturn table the queued entry
+function Sandbox:fault(spec)
+  return must(self, 201, "POST", "/__sandbox/faults", spec)
+end
+
+--- Drop all scripted faults.
+function Sandbox:clear_faults()
+  must(self, 200, "DELETE", "/__sandbox/faults")
+end
+
+--- Request counts `{total=N, by={["METHOD /raw/path"]=n}}`.
+-- @treturn table
+function Sandbox:requests()
+  return must(self, 200, "GET", "/__sandbox/requests")
+end
+
+--- Make an account's usage history `n` rows long (0: back to the default history).
+-- @tparam string email
+-- @tparam number n
+function Sandbox:usage(email, n)
+  return must(self, 200, "POST", "/__sandbox/usage", { email = email, events = n })
+end
+
+return M
