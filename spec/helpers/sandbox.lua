@@ -6,6 +6,7 @@
 --     sb:reset(); sb:seed(3); sb:fault{ fault = "status", code = 503, count = 2 }
 --     sb:clear_faults(); sb:requests(); sb:control("GET", "/__sandbox/health")
 --     sb:stop()                                          -- by pid, idempotent, removes the dir
+--     sandbox.start{ tls = true }  -- also serves HTTPS at sb.tls_base_url (self-signed: sb.tls_cert)
 --
 -- Instances also stop when this process ends: the nginx side watches this process's pid,
 -- `sandbox.stop_all()` stops whatever is left, and a `__gc` sentinel calls it at exit.
@@ -48,13 +49,22 @@ Sandbox.__index = Sandbox
 function M.start(opts)
   opts = opts or {}
   local dir = temp_dir()
-  local base, pid, info = server.start({ dir = dir, port = 0, token = opts.token, watch_pid = self_pid() })
+  local tls_cert, tls_key
+  if opts.tls then -- a self-signed certificate for 127.0.0.1, made for this instance
+    tls_cert, tls_key = dir .. "/cert.pem", dir .. "/key.pem"
+    assert(os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+      .. "-addext subjectAltName=IP:127.0.0.1 -keyout '" .. tls_key .. "' -out '" .. tls_cert
+      .. "' >/dev/null 2>&1"), "openssl could not make a certificate")
+  end
+  local base, pid, info = server.start({ dir = dir, port = 0, token = opts.token, watch_pid = self_pid(),
+                                         tls_cert = tls_cert, tls_key = tls_key })
   if not base then
     os.execute("rm -rf '" .. dir .. "'")
     error("sandbox failed to start: " .. tostring(pid), 2)
   end
   local sb = setmetatable({ base_url = base, root = info.root, token = info.token, pid = pid,
-                            dir = dir, port = info.port }, Sandbox)
+                            dir = dir, port = info.port, tls_base_url = info.tls_base_url,
+                            tls_cert = tls_cert }, Sandbox)
   live[sb] = true
   return sb
 end

@@ -228,6 +228,9 @@ local function nginx_conf(o)
     "  init_worker_by_lua_block { require(\"flowmusic.sandbox.handler\").init_worker() }",
     "  server {",
     "    listen 127.0.0.1:" .. o.port .. " backlog=1024;",
+    o.tls_port and ("    listen 127.0.0.1:" .. o.tls_port .. " ssl;") or "",
+    o.tls_port and ('    ssl_certificate "' .. o.tls_cert .. '";') or "",
+    o.tls_port and ('    ssl_certificate_key "' .. o.tls_key .. '";') or "",
     "    location = /__sandbox_reset_connection { internal; reset_timedout_connection on; return 444; }",
     "    location / { content_by_lua_block { require(\"flowmusic.sandbox.handler\").handle() } }",
     "  }",
@@ -287,7 +290,12 @@ end
 -- @treturn table info `{dir=, pid=, port=, base_url=, root=, token=}`
 function M.start(opts)
   opts = check_opts(opts, { port = "number", token = "string", dir = "string", watch_pid = "number",
-                            nginx = "string", modules = "string" }, "start")
+                            nginx = "string", modules = "string", tls_cert = "string",
+                            tls_key = "string" }, "start")
+  if (opts.tls_cert == nil) ~= (opts.tls_key == nil) then error("start: tls_cert and tls_key go together", 2) end
+  if opts.tls_cert and (bad_path(opts.tls_cert) or bad_path(opts.tls_key)) then
+    return nil, "unsupported characters in the TLS file paths"
+  end
   local port = opts.port or 0
   if port ~= math.floor(port) or port < 0 or port > 65535 then error("start: bad port " .. port, 2) end
   local token = opts.token or M.DEFAULT_TOKEN
@@ -323,8 +331,11 @@ function M.start(opts)
   for attempt = 1, attempts do
     local p = port ~= 0 and port or free_port()
     if not p then return nil, "no free port" end
+    -- With a certificate, a second listener serves the same API over TLS.
+    local tls_port = opts.tls_cert and free_port()
     write_file(dir .. "/nginx.conf", nginx_conf({ dir = dir, lua_dir = lua_dir, port = p,
-                                                  modules = modules, root = root }))
+                                                  modules = modules, root = root, tls_port = tls_port,
+                                                  tls_cert = opts.tls_cert, tls_key = opts.tls_key }))
     os.remove(dir .. "/nginx.pid")
     write_file(dir .. "/error.log", "")
     -- nginx never inherits a preloaded library (the sanitizer run of the specs preloads
@@ -340,7 +351,8 @@ function M.start(opts)
         if pid and healthy(p) then
           local base = "http://127.0.0.1:" .. p
           local out = { dir = dir, pid = pid, port = p, root = base, base_url = base .. "/v1/flowmusic",
-                        token = token }
+                        token = token,
+                        tls_base_url = tls_port and ("https://127.0.0.1:" .. tls_port .. "/v1/flowmusic") }
           write_file(dir .. "/sandbox.info", string.format(
             "pid=%d\nport=%d\nroot=%s\nbase_url=%s\ntoken=%s\n", pid, p, out.root, out.base_url,
             (token:gsub("\n", " "))))
