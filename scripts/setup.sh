@@ -11,7 +11,7 @@ packages=(lua5.4 liblua5.4-dev lua-cjson lua-socket libcurl4-openssl-dev ca-cert
 with_tests=0
 if [[ ${1:-} == --test ]]; then
     with_tests=1
-    packages+=(lua5.1 liblua5.1-0-dev lua-busted luarocks curl python3-requests)
+    packages+=(lua5.1 liblua5.1-0-dev lua-busted luarocks curl openssl python3-requests)
 fi
 
 missing=()

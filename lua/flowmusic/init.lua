@@ -288,4 +288,6 @@ function Client:__tostring()
   return ("flowmusic.client (%s%s)"):format(self.base_url, (not st or st.closed) and ", closed" or "")
 end
 
+if ngx and ngx.get_phase then require("flowmusic.ngx").install(M) end -- inside nginx: thread pool
+
 return M
