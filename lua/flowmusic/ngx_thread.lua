@@ -1,0 +1,81 @@
+--- The worker-thread side of the nginx adapter: `ngx.run_worker_thread` calls `run` in one of
+-- the thread pool's own Lua VMs (plain LuaJIT, no ngx API), so the blocking libcurl loop runs
+-- off the nginx event loop.
+--
+-- Everything arrives by value (ngx_lua copies strings, numbers, booleans, lightuserdata and
+-- tables; functions and full userdata can't cross): the client settings without functions,
+-- and the prepared calls without their `spec` (re-attached from flowmusic.ops here).
+-- One C session per distinct connection setting is cached in this VM, so keep-alive
+-- connections survive from one call to the next. A VM runs one task at a time, so the cache
+-- needs no locking; ngx_lua keeps a pool of such VMs (`lua_worker_thread_vm_pool_size`),
+-- each with its own cache.
+-- @module flowmusic.ngx_thread
+local core = require "flowmusic.core"
+local engine = require "flowmusic.engine"
+local ops = require "flowmusic.ops"
+
+local M = {}
+
+-- Session-shaping settings -> C session. Keys hold the token: never log them.
+local sessions = {}
+local session_count = 0
+local MAX_SESSIONS = 32 -- more distinct configs than this in one VM: start the cache afresh
+
+math.randomseed(os.time() + math.floor((core.now() % 1) * 1e6))
+
+-- The cache key of the settings that shape a session.
+local function session_key(cfg)
+  return table.concat({ cfg.token, cfg.user_agent or "", cfg.cainfo or "", cfg.proxy or "",
+    tostring(cfg.connect_timeout), tostring(cfg.max_response_bytes) }, "\0")
+end
+
+-- The cached session for cfg, created on first use.
+local function session_for(cfg)
+  local key = session_key(cfg)
+  local s = sessions[key]
+  if s then return s end
+  if session_count >= MAX_SESSIONS then
+    for _, old in pairs(sessions) do old:close() end
+    sessions, session_count = {}, 0
+  end
+  s = core.session {
+    token = cfg.token, user_agent = cfg.user_agent, cainfo = cfg.cainfo, proxy = cfg.proxy,
+    connect_timeout_ms = math.ceil(cfg.connect_timeout * 1000),
+    max_response_bytes = cfg.max_response_bytes,
+  }
+  sessions[key], session_count = s, session_count + 1
+  return s
+end
+
+--- Run prepared calls (entry point for `ngx.run_worker_thread`).
+-- @param cfg client settings by value (no functions; `null` already replaced by a value
+--   that can cross, see flowmusic.ngx)
+-- @param calls prepared calls without `spec`
+-- @param concurrency 1-50
+-- @return the engine's results (plain tables; error values lose their metatable on the way
+--   back and are adopted again by flowmusic.ngx). Raises on an unknown op or engine failure.
+function M.run(cfg, calls, concurrency)
+  for i = 1, #calls do
+    local spec = ops[calls[i].op]
+    if type(spec) ~= "table" or not spec.check then
+      error("flowmusic.ngx_thread: unknown operation '" .. tostring(calls[i].op) .. "'")
+    end
+    calls[i].spec = spec
+  end
+  cfg.clock, cfg.random, cfg.sleep = core.now, math.random, nil
+  return engine.run(session_for(cfg), cfg, calls, concurrency, nil)
+end
+
+--- Close every cached session of this VM (for tests; the VM normally lives as long as the
+-- nginx worker). @return the number closed
+function M.close_all()
+  local n = 0
+  for _, s in pairs(sessions) do s:close() n = n + 1 end
+  sessions, session_count = {}, 0
+  return n
+end
+
+--- Number of cached sessions in this VM (for tests).
+function M.session_count() return session_count end
+
+return M
