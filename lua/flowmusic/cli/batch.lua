@@ -1,0 +1,312 @@
+--- `flowmusic batch FILE`: run one account operation per row of a CSV or JSON Lines file,
+-- concurrently, and report exactly one result per row.
+-- A function taking the argument list and returning the exit code.
+-- @module flowmusic.cli.batch
+local args = require "flowmusic.cli.args"
+local common = require "flowmusic.cli.common"
+local output = require "flowmusic.cli.output"
+local batchfile = require "flowmusic.cli.batchfile"
+local report = require "flowmusic.cli.usagereport"
+
+local USAGE = [[
+usage: flowmusic batch FILE [--concurrency N] [--dry-run] [--format csv|jsonl] [options]
+
+Runs one account operation per row of FILE ('-' = standard input), concurrently
+(client:batch), and prints exactly one result per row, in file order.
+
+FILE is CSV with the header row
+    op,email,max_jobs,refresh_token_file
+(columns in any order; optional ones may be left out; quoted fields allowed) or JSON
+Lines, one object per line with the same keys, e.g.
+    {"op":"set-max-jobs","email":"a@example.com","max_jobs":4}
+The format follows the extension (.csv, .jsonl/.ndjson/.json) or the first line.
+Blank lines and lines starting with # are ignored.
+
+ops and their columns:
+  add           refresh_token_file (required), max_jobs (optional 1-16), email (optional,
+                checked against the account the token belongs to)
+  set-max-jobs  email, max_jobs (integer 1-16)
+  get           email
+  delete        email
+  usage         email (the result shows charged credits and received tokens)
+refresh_token_file is relative to FILE's directory (to the current directory for '-');
+the token is read from it (trailing newline trimmed) and never printed.
+
+options:
+  --concurrency N   requests in flight at once, 1-50 (default 8); rows run in no
+                    particular order, use --concurrency 1 to run them one by one in order
+  --dry-run         check every row (and read the token files) and print the plan;
+                    nothing is sent and no API token is needed
+  --format F        csv or jsonl, instead of guessing
+  --progress, --no-progress
+                    force the progress bar on stderr on or off (default: on when
+                    stderr is a terminal)
+]] .. common.CONNECTION_HELP .. [[
+
+output: one row per input row with line, op, email, status (ok, failed, invalid; planned
+in a dry run), http_status, max_jobs, attempts, elapsed_ms, message. A malformed row is
+reported with its line number (also on stderr) and the other rows still run. A summary
+line follows (on stderr with --json / --csv, so stdout stays parseable).
+
+examples:
+  flowmusic batch examples/batch.csv
+  flowmusic batch examples/batch.jsonl --dry-run
+  flowmusic batch ops.csv --concurrency 16 --json > results.jsonl
+
+exit status: 0 every row succeeded, 1 some operation failed, 2 usage or input error
+(bad options, unreadable file or header, or at least one invalid row).
+]]
+
+local SPEC = common.spec(common.CONNECTION, { concurrency = true, ["dry-run"] = false,
+  format = true, progress = false, ["no-progress"] = false })
+
+local COLUMNS = {
+  { key = "line", title = "LINE", right = true }, { key = "op", title = "OP" },
+  { key = "email", title = "EMAIL" }, { key = "status", title = "STATUS" },
+  { key = "http_status", title = "HTTP", right = true }, { key = "max_jobs", title = "MAXJOBS", right = true },
+  { key = "attempts", title = "TRIES", right = true }, { key = "elapsed_ms", title = "MS", right = true },
+  { key = "message", title = "MESSAGE" },
+}
+
+local OPS = {
+  add = { need = { refresh_token_file = true }, allow = { email = true, max_jobs = true } },
+  ["set-max-jobs"] = { need = { email = true, max_jobs = true }, allow = {} },
+  get = { need = { email = true }, allow = {} },
+  delete = { need = { email = true }, allow = {} },
+  usage = { need = { email = true }, allow = {} },
+}
+local OP_NAMES = "add, set-max-jobs, get, delete, usage"
+
+local function dir_of(path)
+  if path == "-" then return "." end
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+-- Check one parsed row; returns the plan entry { line, op, email, max_jobs, call } or
+-- { line, op, email, error }. Token files are read here; their content goes only into call.
+local function plan_row(row, base_dir)
+  local p = { line = row.line, op = row.op, email = row.email }
+  if row.error then p.error = row.error return p end
+  local op = row.op
+  if not op then p.error = "missing op (one of " .. OP_NAMES .. ")" return p end
+  local rule = OPS[op]
+  if not rule then p.error = "unknown op '" .. op .. "' (one of " .. OP_NAMES .. ")" return p end
+  for _, k in ipairs(batchfile.KEYS) do
+    if k ~= "op" then
+      if rule.need[k] and row[k] == nil then p.error = ("%s needs %s"):format(op, k) return p end
+      if row[k] ~= nil and not rule.need[k] and not rule.allow[k] then
+        p.error = ("%s takes no %s"):format(op, k)
+        return p
+      end
+    end
+  end
+  if row.email ~= nil and not common.is_email(row.email) then
+    p.error = ("'%s' is not an email address"):format(tostring(row.email))
+    return p
+  end
+  if row.max_jobs ~= nil then
+    local n, err = args.integer(row.max_jobs, 1, 16, "max_jobs")
+    if not n then p.error = err return p end
+    p.max_jobs = n
+  end
+  if op == "add" then
+    local file = row.refresh_token_file
+    if file:sub(1, 1) ~= "/" then file = base_dir .. "/" .. file end
+    if file == "-" or row.refresh_token_file == "-" then
+      p.error = "refresh_token_file must name a file"
+      return p
+    end
+    local token, err = common.read_secret(file, "refresh token file")
+    if not token then p.error = err return p end
+    if #token < 10 then
+      p.error = ("refresh token file '%s' holds fewer than 10 characters"):format(file)
+      return p
+    end
+    p.call = { "add_account", token, p.max_jobs }
+  elseif op == "set-max-jobs" then
+    p.call = { "set_max_jobs", row.email, p.max_jobs }
+  elseif op == "get" then
+    p.call = { "get_account", row.email }
+  elseif op == "delete" then
+    p.call = { "delete_account", row.email }
+  else
+    p.call = { "get_usage", row.email }
+  end
+  return p
+end
+
+-- Fill a result row from a successful batch result.
+local function describe_ok(p, r, out)
+  local v = r.value
+  if p.op == "add" then
+    if type(v) == "table" then
+      out.email = type(v.email) == "string" and v.email or p.email
+      out.max_jobs = v.maxJobs
+      local msg = r.created and "added" or "refreshed"
+      if type(v.tier) == "string" then msg = msg .. " (" .. v.tier .. ")" end
+      if p.email and out.email ~= p.email then
+        msg = msg .. "; note: the token belongs to " .. tostring(out.email) .. ", not " .. p.email
+      end
+      if type(v.error) == "string" then msg = msg .. "; account needs re-authentication: " .. v.error end
+      out.message = msg
+    end
+  elseif p.op == "set-max-jobs" then
+    out.max_jobs = type(v) == "table" and v.maxJobs or p.max_jobs
+    out.message = "maxJobs set to " .. tostring(out.max_jobs)
+  elseif p.op == "get" then
+    if type(v) == "table" then
+      out.max_jobs = v.maxJobs
+      if type(v.error) == "string" then
+        out.message = "account needs re-authentication: " .. v.error
+      else
+        local parts = { tostring(v.tier or "?") }
+        if type(v.credits_remaining) == "number" then
+          parts[#parts + 1] = output.number(v.credits_remaining) .. " credits left"
+        end
+        if type(v.tokens_remaining) == "number" then
+          parts[#parts + 1] = output.number(v.tokens_remaining) .. " tokens left"
+        end
+        out.message = table.concat(parts, ", ")
+      end
+    end
+  elseif p.op == "delete" then
+    out.message = "deleted" .. (r.note and (" (" .. tostring(r.note) .. ")") or "")
+  else
+    local t = report.summarize(v, p.email).total
+    out.message = ("charged %s credits, received %s tokens, %d songs"):format(
+      output.number(t.charged_credits), output.number(t.received_tokens), t.songs)
+  end
+end
+
+local function clock()
+  local ok, core = pcall(require, "flowmusic.core")
+  if ok and core.now then return core.now() end
+  return os.time()
+end
+
+return function(argv)
+  local opts, pos = args.parse(argv or {}, SPEC)
+  if not opts then return common.usage_error("batch", pos) end
+  if opts.help then io.stdout:write(USAGE) return common.OK end
+  local mode, merr = common.mode(opts)
+  if not mode then return common.usage_error("batch", merr) end
+  if #pos == 0 then return common.usage_error("batch", "missing FILE") end
+  if #pos > 1 then return common.usage_error("batch", "unexpected argument '" .. pos[2] .. "'") end
+  if opts.progress and opts["no-progress"] then
+    return common.usage_error("batch", "--progress and --no-progress are exclusive")
+  end
+  local concurrency = 8
+  if opts.concurrency then
+    local n, err = args.integer(opts.concurrency, 1, 50, "--concurrency")
+    if not n then return common.usage_error("batch", err) end
+    concurrency = n
+  end
+  if opts.format and opts.format ~= "csv" and opts.format ~= "jsonl" then
+    return common.usage_error("batch", "--format must be csv or jsonl, got '" .. opts.format .. "'")
+  end
+  -- Connection options are checked before anything runs (a dry run needs no token).
+  if opts.timeout then
+    local ok, err = args.seconds(opts.timeout, "--timeout")
+    if not ok then return common.usage_error("batch", err) end
+  end
+  if opts.retries then
+    local ok, err = args.integer(opts.retries, 0, 20, "--retries")
+    if not ok then return common.usage_error("batch", err) end
+  end
+
+  local path = pos[1]
+  local text, rerr = common.read_file(path, "batch file")
+  if not text then return common.usage_error("batch", rerr) end
+  local format = opts.format or batchfile.detect(path, text)
+  local rows, perr = batchfile.parse(text, format)
+  if not rows then
+    return common.usage_error("batch", (path == "-" and "standard input" or path) .. ": " .. perr)
+  end
+
+  local started = clock()
+  local name = path == "-" and "(stdin)" or path
+  local base_dir = dir_of(path)
+  local plan, calls, index_of = {}, {}, {}
+  local invalid = 0
+  for i, row in ipairs(rows) do
+    local p = plan_row(row, base_dir)
+    plan[i] = p
+    if p.error then
+      invalid = invalid + 1
+      p.error = ("line %d: %s"):format(p.line, p.error)
+      io.stderr:write("flowmusic batch: ", name, ": ", p.error, "\n")
+    else
+      calls[#calls + 1] = p.call
+      index_of[#calls] = i
+    end
+  end
+
+  local results = {}
+  local client
+  if not opts["dry-run"] and #calls > 0 then
+    local cerr
+    client, cerr = common.client(opts)
+    if not client then return common.usage_error("batch", cerr) end
+    local show = opts.progress or (not opts["no-progress"] and output.isatty(io.stderr))
+    local bar = output.progress(show, io.stderr)
+    local ok, res = pcall(client.batch, client, calls, {
+      concurrency = concurrency,
+      on_progress = function(done, total) bar:update(done, total) end,
+    })
+    bar:finish()
+    client:close()
+    if not ok then
+      common.say("batch", "internal error: " .. tostring(res))
+      return common.USAGE
+    end
+    for j, r in ipairs(res) do results[index_of[j]] = r end
+  end
+  for _, p in ipairs(plan) do p.call = nil end -- drop the tokens as soon as possible
+
+  local w = output.writer(mode, COLUMNS)
+  local counts = { ok = 0, failed = 0, invalid = invalid, planned = 0 }
+  for i, p in ipairs(plan) do
+    local out = { line = p.line, op = p.op, email = p.email, max_jobs = p.max_jobs }
+    if p.error then
+      out.status, out.message = "invalid", p.error
+    elseif opts["dry-run"] then
+      out.status = "planned"
+      counts.planned = counts.planned + 1
+      out.message = p.op == "add" and "would add/refresh from " .. tostring(rows[i].refresh_token_file)
+        or ("would " .. p.op)
+    else
+      local r = results[i]
+      out.http_status, out.attempts = r.status, r.attempts
+      out.elapsed_ms = r.elapsed and math.floor(r.elapsed * 1000 + 0.5) or nil
+      if r.ok then
+        out.status = "ok"
+        counts.ok = counts.ok + 1
+        describe_ok(p, r, out)
+      else
+        out.status = "failed"
+        counts.failed = counts.failed + 1
+        out.message = common.error_message(r)
+      end
+      if opts.verbose then
+        io.stderr:write(common.verbose_line(("line %d %s %s"):format(p.line, p.op, tostring(out.email or "")), r), "\n")
+      end
+    end
+    w:add(out)
+  end
+  w:finish()
+
+  local elapsed = clock() - started
+  local summary
+  if opts["dry-run"] then
+    summary = ("dry run: %d row%s, %d planned, %d invalid; nothing sent"):format(#plan,
+      #plan == 1 and "" or "s", counts.planned, counts.invalid)
+  else
+    summary = ("%d row%s: %d ok, %d failed, %d skipped (invalid) in %.2f s"):format(#plan,
+      #plan == 1 and "" or "s", counts.ok, counts.failed, counts.invalid, elapsed)
+  end
+  local sink = mode == "table" and io.stdout or io.stderr
+  sink:write(summary, "\n")
+  if counts.invalid > 0 then return common.USAGE end
+  if counts.failed > 0 then return common.FAILED end
+  return common.OK
+end

@@ -1,0 +1,201 @@
+--- Output of the flowmusic command line: a human table, JSON Lines or CSV, a progress bar
+-- and TTY detection. Every writer takes an explicit column list so the field order is stable.
+-- @module flowmusic.cli.output
+local M = {}
+
+local floor = math.floor
+
+--- True when the file (io.stdout or io.stderr) is a terminal.
+-- Uses lua-term's isatty when installed, else `test -t FD` in a shell.
+function M.isatty(file)
+  local ok, term = pcall(require, "term.core")
+  if ok and type(term) == "table" and term.isatty then
+    local ok2, r = pcall(term.isatty, file)
+    if ok2 then return r and true or false end
+  end
+  local fd = (file == io.stderr) and 2 or 1
+  local r1, _, r3 = os.execute("test -t " .. fd)
+  if type(r1) == "number" then return r1 == 0 end -- Lua 5.1
+  return r1 == true and r3 == 0
+end
+
+--- Format a number: integers without a fraction, others with up to 2 decimals.
+function M.number(v)
+  if type(v) ~= "number" then return v end
+  if v == floor(v) and v > -1e15 and v < 1e15 then return ("%d"):format(v) end
+  return (("%.2f"):format(v):gsub("0+$", ""):gsub("%.$", ""))
+end
+
+local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
+  ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return escapes[c] or ("\\u%04x"):format(c:byte())
+  end) .. '"'
+end
+
+local function is_array(t)
+  local n = 0
+  for k in pairs(t) do
+    if type(k) ~= "number" or k < 1 or k ~= floor(k) then return false end
+    n = n + 1
+  end
+  return n == #t and n > 0
+end
+
+--- Encode a value as JSON: tables with array keys become arrays, other tables objects with
+-- sorted keys; `null` (flowmusic.null, a userdata) and functions become null.
+function M.json(v)
+  local t = type(v)
+  if t == "string" then return json_string(v) end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    if v == floor(v) and v > -1e15 and v < 1e15 then return ("%d"):format(v) end
+    return ("%.14g"):format(v)
+  end
+  if t == "boolean" then return tostring(v) end
+  if t ~= "table" then return "null" end
+  local parts = {}
+  if is_array(v) then
+    for i = 1, #v do parts[i] = M.json(v[i]) end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local val = v[k]
+    if val == nil then val = v[tonumber(k)] end
+    parts[#parts + 1] = json_string(k) .. ":" .. M.json(val)
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+--- One JSON object with keys in the given order (absent values are written as null).
+-- @param columns array of { key = name, ... }
+-- @param row table
+function M.json_row(columns, row)
+  local parts = {}
+  for i, c in ipairs(columns) do parts[i] = json_string(c.key) .. ":" .. M.json(row[c.key]) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+--- One CSV field (RFC 4180 quoting when needed).
+function M.csv_field(v)
+  if v == nil or type(v) == "userdata" then return "" end
+  if type(v) == "number" then v = M.number(v) end
+  if type(v) == "table" then v = M.json(v) end
+  v = tostring(v)
+  if v:find('[,"\r\n]') or v:match("^%s") or v:match("%s$") then v = '"' .. v:gsub('"', '""') .. '"' end
+  return v
+end
+
+local function cell(v)
+  if v == nil or type(v) == "userdata" then return "-" end
+  if type(v) == "number" then return M.number(v) end
+  if type(v) == "boolean" then return v and "yes" or "no" end
+  if type(v) == "table" then return M.json(v) end
+  return (tostring(v):gsub("[%c]", " "))
+end
+
+-- Display width of a UTF-8 string (code points; good enough for the ellipsis in tokens).
+local function width(s)
+  local _, n = s:gsub("[^\128-\191]", "")
+  return n
+end
+
+--- A writer for one output mode.
+-- @param mode "table", "json" or "csv"
+-- @param columns array of { key = field, title = heading, right = align right }
+-- @param out file (default io.stdout)
+-- @return writer with :add(row) and :finish(); table mode buffers rows to size columns
+function M.writer(mode, columns, out)
+  out = out or io.stdout
+  local w = { rows = {} }
+  local header_done = false
+  function w.add(_, row)
+    if mode == "json" then
+      out:write(M.json_row(columns, row), "\n")
+    elseif mode == "csv" then
+      if not header_done then
+        local h = {}
+        for i, c in ipairs(columns) do h[i] = M.csv_field(c.key) end
+        out:write(table.concat(h, ","), "\n")
+        header_done = true
+      end
+      local f = {}
+      for i, c in ipairs(columns) do f[i] = M.csv_field(row[c.key]) end
+      out:write(table.concat(f, ","), "\n")
+    else
+      w.rows[#w.rows + 1] = row
+    end
+    out:flush()
+  end
+  function w.finish()
+    if mode == "csv" and not header_done then
+      local h = {}
+      for i, c in ipairs(columns) do h[i] = M.csv_field(c.key) end
+      out:write(table.concat(h, ","), "\n")
+      header_done = true
+    end
+    if mode ~= "table" then return end
+    out:write(M.render(columns, w.rows))
+    w.rows = {}
+  end
+  return w
+end
+
+--- Render rows as an aligned text table with a heading line.
+function M.render(columns, rows)
+  local widths, cells = {}, {}
+  for i, c in ipairs(columns) do widths[i] = width(c.title or c.key:upper()) end
+  for r, row in ipairs(rows) do
+    cells[r] = {}
+    for i, c in ipairs(columns) do
+      local s = cell(row[c.key])
+      cells[r][i] = s
+      if width(s) > widths[i] then widths[i] = width(s) end
+    end
+  end
+  local lines = {}
+  local function line(values)
+    local parts = {}
+    for i, c in ipairs(columns) do
+      local s = values[i]
+      local pad = (" "):rep(widths[i] - width(s))
+      if i == #columns and not c.right then parts[i] = s
+      else parts[i] = c.right and (pad .. s) or (s .. pad) end
+    end
+    lines[#lines + 1] = table.concat(parts, "  ")
+  end
+  local titles = {}
+  for i, c in ipairs(columns) do titles[i] = c.title or c.key:upper() end
+  line(titles)
+  for r = 1, #rows do line(cells[r]) end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+--- A progress bar on a stream: update(done, total) redraws it in place; finish() clears it.
+-- Does nothing unless `enabled`.
+function M.progress(enabled, out)
+  out = out or io.stderr
+  local p = { shown = false }
+  function p.update(_, done, total)
+    if not enabled then return end
+    local size = 30
+    local filled = total > 0 and floor(size * done / total) or size
+    out:write(("\r[%s%s] %d/%d"):format(("#"):rep(filled), ("."):rep(size - filled), done, total))
+    out:flush()
+    p.shown = true
+  end
+  function p.finish()
+    if enabled and p.shown then
+      out:write("\r", (" "):rep(50), "\r")
+      out:flush()
+    end
+  end
+  return p
+end
+
+return M
