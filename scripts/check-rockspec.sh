@@ -30,5 +30,5 @@ trap '"$tree/bin/flowmusic" sandbox stop --dir "$tree/sandbox" >/dev/null 2>&1; 
 [[ $url == http://127.0.0.1:*/v1/flowmusic ]] || { echo "installed sandbox did not start"; exit 1; }
 grep -q "$tree/share/lua/5.4" "$tree/sandbox/nginx.conf" || { echo "sandbox does not use the installed handlers"; exit 1; }
 USEAPI_TOKEN=user:1-sandbox "$tree/bin/flowmusic" accounts list --base-url "$url" --json >/dev/null
-"$tree/bin/flowmusic" sandbox stop --dir "$tree/sandbox" >/dev/null
+"$tree/bin/flowmusic" sandbox stop --dir "$tree/sandbox" >/dev/null 2>&1
 echo "rockspec ok: installed into a scratch tree; module loads; CLI and sandbox run from the tree"

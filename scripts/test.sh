@@ -4,6 +4,7 @@
 #   2. the same specs with lua5.1 against the Lua 5.1 API build (build51/, as LuaJIT loads it)
 #   3. the client specs under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
 #   4. the rockspec: `luarocks make` into a scratch tree, offline, then require + CLI
+#   5. the demo, the README's main job
 # Ends with one line "N passed, N failed"; exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,8 @@ suite "client specs under ASan+UBSan" env LD_PRELOAD="$asan $ubsan" \
     LUA_CPATH="build-asan/?.so;;" lua5.4 /usr/bin/busted spec/1*_spec.lua spec/2*_spec.lua
 
 suite "rockspec installs offline" bash scripts/check-rockspec.sh
+
+suite "the demo (scripts/demo.sh) runs" bash scripts/demo.sh
 
 echo "$passed passed, $failed failed"
 ((failed == 0))

@@ -5,6 +5,13 @@
 
 local server = require "flowmusic.sandbox.server"
 
+-- Name the accepted token only when it is the well-known default: one given with --token
+-- may be a real secret and is never printed.
+local function token_note(token)
+  if token == server.DEFAULT_TOKEN then return "token " .. token .. " (default)" end
+  return "token as given with --token (not shown)"
+end
+
 local USAGE = [[
 usage: flowmusic sandbox start [--port N] [--token T] [--dir D]
        flowmusic sandbox stop [--dir D]
@@ -76,7 +83,7 @@ return function(args)
       io.stderr:write("flowmusic sandbox: ", pid, "\n")
       return 1
     end
-    io.stderr:write(string.format("sandbox running: pid %d, dir %s, token %s\n", pid, info.dir, info.token))
+    io.stderr:write(string.format("sandbox running: pid %d, dir %s, %s\n", pid, info.dir, token_note(info.token)))
     io.stdout:write(base, "\n")
     return 0
   elseif command == "stop" then
@@ -93,8 +100,8 @@ return function(args)
       io.stdout:write("not running (dir ", info.dir, ")\n")
       return 1
     end
-    io.stdout:write(string.format("running: pid %d, dir %s, token %s\n%s\n", info.pid, info.dir,
-                                  info.token, info.base_url))
+    io.stdout:write(string.format("running: pid %d, dir %s, %s\n%s\n", info.pid, info.dir,
+                                  token_note(info.token), info.base_url))
     return 0
   end
 end
