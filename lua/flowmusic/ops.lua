@@ -18,9 +18,10 @@ local function call(op, method, path, fields)
   return fields
 end
 
-local function as_table(doc)
+-- The answer must be a JSON object; the call returns it as its one value.
+local function one_object(_, _, doc)
   if type(doc) ~= "table" then return nil, "expected a JSON object" end
-  return doc
+  return { doc }
 end
 
 M.add_account = {
@@ -38,10 +39,10 @@ M.add_account = {
     return call("add_account", "POST", "/accounts", { json = body, fresh = true, secrets = { token } })
   end,
   expects_body = true,
-  result = function(_, status, doc)
-    local acct, err = as_table(doc)
-    if not acct then return nil, err end
-    return { acct, status == 201 }
+  result = function(call, status, doc)
+    local values, err = one_object(call, status, doc)
+    if values then values[2] = status == 201 end
+    return values, err
   end,
 }
 
@@ -54,11 +55,7 @@ M.set_max_jobs = {
     return call("set_max_jobs", "POST", "/accounts", { json = { email = email, maxJobs = n } })
   end,
   expects_body = true,
-  result = function(_, _, doc)
-    local acct, err = as_table(doc)
-    if not acct then return nil, err end
-    return { acct }
-  end,
+  result = one_object,
 }
 
 M.list_accounts = {
@@ -67,11 +64,7 @@ M.list_accounts = {
     return call("list_accounts", "GET", "/accounts")
   end,
   expects_body = true,
-  result = function(_, _, doc)
-    local list, err = as_table(doc)
-    if not list then return nil, err end
-    return { list }
-  end,
+  result = one_object,
 }
 
 -- get_account, delete_account and get_usage take one email.
@@ -86,11 +79,7 @@ end
 M.get_account = {
   check = email_op("get_account", "GET", account_path),
   expects_body = true,
-  result = function(_, _, doc)
-    local acct, err = as_table(doc)
-    if not acct then return nil, err end
-    return { acct }
-  end,
+  result = one_object,
 }
 
 M.delete_account = {
@@ -106,11 +95,7 @@ M.get_usage = {
     return call("get_usage", "GET", "/accounts/usage?email=" .. validate.escape(email))
   end,
   expects_body = true,
-  result = function(_, _, doc)
-    local usage, err = as_table(doc)
-    if not usage then return nil, err end
-    return { usage }
-  end,
+  result = one_object,
 }
 
 local request_methods = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true }
