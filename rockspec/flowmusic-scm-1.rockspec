@@ -57,6 +57,7 @@ build = {
       ["flowmusic.sandbox.accounts"] = "lua/flowmusic/sandbox/accounts.lua",
       ["flowmusic.sandbox.faults"] = "lua/flowmusic/sandbox/faults.lua",
       ["flowmusic.sandbox.handler"] = "lua/flowmusic/sandbox/handler.lua",
+      ["flowmusic.sandbox.host"] = "lua/flowmusic/sandbox/host.lua",
       ["flowmusic.sandbox.json"] = "lua/flowmusic/sandbox/json.lua",
       ["flowmusic.sandbox.multipart"] = "lua/flowmusic/sandbox/multipart.lua",
       ["flowmusic.sandbox.server"] = "lua/flowmusic/sandbox/server.lua",

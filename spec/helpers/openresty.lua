@@ -17,6 +17,7 @@ local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local server = require "flowmusic.sandbox.server"
+local host = require "flowmusic.sandbox.host"
 
 local M = {}
 
@@ -26,37 +27,11 @@ M.MODULES = server.MODULES
 local START_TIMEOUT, STOP_TIMEOUT = 5, 5
 local live = {}
 
--- Quote for /bin/sh.
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- Exit status 0 of a shell command (5.1 and 5.2+ conventions).
-local function run(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local s = p:read("*a") or ""
-  p:close()
-  return s
-end
+local q, run, capture, free_port = host.shell_quote, host.run, host.capture, host.free_port
+local function write_file(path, s) assert(host.write_file(path, s)) end
 
 --- Whole file or nil.
-function M.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+M.read_file = host.read_file
 
 --- Absolute path of the repository (the directory holding lua/flowmusic/init.lua).
 function M.repo_dir()
@@ -73,21 +48,8 @@ function M.self_pid()
 end
 
 -- Whether pid is a live (non-zombie) nginx process.
-local function alive(pid)
-  if not pid then return false end
-  local state = server.proc_info(pid)
-  if not state or state == "Z" or state == "X" then return false end
-  return (M.read_file("/proc/" .. pid .. "/cmdline") or ""):find("nginx", 1, true) ~= nil
-end
+local alive = host.nginx_alive
 M.alive = alive
-
--- A free loopback port.
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 local Instance = {}
 Instance.__index = Instance

@@ -6,8 +6,16 @@
 -- @module flowmusic.sandbox.server
 
 local socket = require "socket"
+local host = require "flowmusic.sandbox.host"
+
+local shell_quote, run, capture = host.shell_quote, host.run, host.capture
+local read_file, write_file, free_port = host.read_file, host.write_file, host.free_port
+local nginx_alive, read_pid = host.nginx_alive, host.read_pid
 
 local M = { _VERSION = "0.1.0" }
+
+--- State and start time of a process (see flowmusic.sandbox.host).
+M.proc_info = host.proc_info
 
 --- The API token the sandbox accepts unless told otherwise.
 M.DEFAULT_TOKEN = "user:1-sandbox"
@@ -19,45 +27,6 @@ M.MODULES = os.getenv("FLOWMUSIC_SANDBOX_MODULES") or "/usr/lib/nginx/modules"
 
 local START_TIMEOUT = 5 -- seconds to wait for the sandbox to answer
 local STOP_TIMEOUT = 5  -- seconds to wait for it to exit after SIGTERM
-
--- Quote a string for /bin/sh.
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- Run a shell command; true when it exited with status 0 (Lua 5.1 and 5.2+ conventions).
-local function run(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
--- Output of a shell command.
-local function capture(cmd)
-  local p = io.popen(cmd, "r")
-  if not p then return "" end
-  local s = p:read("*a") or ""
-  p:close()
-  return s
-end
-
--- Whole content of a file, or nil.
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
--- Write a file; true or nil, err.
-local function write_file(path, s)
-  local f, err = io.open(path, "wb")
-  if not f then return nil, err end
-  f:write(s)
-  f:close()
-  return true
-end
 
 -- Check an option table strictly.
 local function check_opts(opts, allowed, fname)
@@ -116,33 +85,6 @@ function M.lua_dir()
   return absolute(dir)
 end
 
---- State letter and start time of a process, from /proc/<pid>/stat.
--- @tparam number pid
--- @treturn string|nil state, start time (clock ticks)
-function M.proc_info(pid)
-  local s = read_file("/proc/" .. pid .. "/stat")
-  local after = s and s:match("^.*%)%s+(.*)$")
-  if not after then return nil end
-  local fields = {}
-  for w in after:gmatch("%S+") do fields[#fields + 1] = w end
-  return fields[1], fields[20]
-end
-
--- Whether pid is a live (non-zombie) nginx process.
-local function nginx_alive(pid)
-  if not pid then return false end
-  local state = M.proc_info(pid)
-  if not state or state == "Z" or state == "X" then return false end
-  local cmd = read_file("/proc/" .. pid .. "/cmdline") or ""
-  return cmd:find("nginx", 1, true) ~= nil
-end
-
--- The pid stored in a pid file.
-local function read_pid(path)
-  local s = read_file(path)
-  return s and tonumber(s:match("%d+"))
-end
-
 -- key=value lines of <dir>/sandbox.info.
 local function read_info(dir)
   local s = read_file(dir .. "/sandbox.info")
@@ -162,15 +104,6 @@ local function log_tail(dir)
   local out = {}
   for i = from, #lines do out[#out + 1] = lines[i] end
   return table.concat(out, "\n")
-end
-
--- A free TCP port on the loopback interface.
-local function free_port()
-  local server = socket.bind("127.0.0.1", 0)
-  if not server then return nil end
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
 end
 
 -- Whether the sandbox answers GET /__sandbox/health with 200.
