@@ -275,7 +275,9 @@ static int session_pending(lua_State *L) {
 
 /** session:abort() -> stops every request in flight; their completions are dropped. */
 static int session_abort(lua_State *L) {
-    fm_session *s = check_session(L, 1);
+    fm_session *s = luaL_checkudata(L, 1, FM_SESSION_MT);
+    if (s->active == NULL && s->done == NULL && !s->closed) return 0; /* the usual case: no syscall */
+    s = check_session(L, 1);
     while (s->active != NULL) {
         fm_transfer *t = s->active;
         s->active = t->next;

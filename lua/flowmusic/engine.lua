@@ -79,7 +79,9 @@ end
 -- @param concurrency how many requests may be in flight at once
 -- @param on_progress optional function(done, total, index, result); an error it raises
 --   aborts every transfer and propagates
-function M.run(session, cfg, calls, concurrency, on_progress)
+-- @param first optional { completion = c, started = t }: the first attempt of calls[1],
+--   already made by run_one (the scheduler takes over from there)
+function M.run(session, cfg, calls, concurrency, on_progress, first)
   local n = #calls
   local results, state = {}, {}
   local clock = cfg.clock
@@ -91,7 +93,7 @@ function M.run(session, cfg, calls, concurrency, on_progress)
   local waiting = {}          -- indices waiting for their retry time
   local pause_until = -huge   -- a 429 holds back every start until then (shared backoff)
 
-  session:abort() -- leftovers of an interrupted run must not mix with this one
+  if not first then session:abort() end -- leftovers of an interrupted run must not mix in
 
   local function finish(i, r)
     r.elapsed = clock() - state[i].started
@@ -170,6 +172,11 @@ function M.run(session, cfg, calls, concurrency, on_progress)
   for i = 1, n do
     state[i] = { attempts = 0, started = now, deadline = now + cfg.deadline }
   end
+  if first then
+    state[1].started, state[1].deadline = first.started, first.started + cfg.deadline
+    next_fresh, active = 2, 1
+    complete(first.completion, now)
+  end
 
   while done < n do
     now = clock()
@@ -212,6 +219,29 @@ function M.run(session, cfg, calls, concurrency, on_progress)
     end
   end
   return results
+end
+
+--- Run one call: the common case (a single attempt that succeeds) without the scheduler's
+-- bookkeeping; any failure is handed to M.run, which applies the retry policy from there.
+-- @return the result table, as M.run gives it
+function M.run_one(session, cfg, call)
+  session:abort()
+  local started = cfg.clock()
+  local timeout = call.timeout or cfg.timeout
+  if timeout > cfg.deadline then timeout = cfg.deadline end
+  if not session:start(1, call.method, cfg.base_url .. call.path, call.body, call.fresh,
+      math.ceil(timeout * 1000)) then
+    return M.run(session, cfg, { call }, 1) -- reports the failure to start
+  end
+  local c
+  repeat c = session:poll(MAX_WAIT)[1] until c
+  local values = c.code == 0 and not c.too_large and c.status >= 200 and c.status < 300
+    and interpret(cfg, call, c)
+  if values then
+    return { ok = true, value = values[1], values = values, status = c.status, attempts = 1,
+      elapsed = cfg.clock() - started }
+  end
+  return M.run(session, cfg, { call }, 1, nil, { completion = c, started = started })[1]
 end
 
 return M

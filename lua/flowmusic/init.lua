@@ -147,6 +147,7 @@ local function pack(...) return { n = select("#", ...), ... } end
 
 -- Run prepared calls in this process (the default, and inside nginx worker threads).
 local function run_local(st, calls, concurrency, on_progress)
+  if #calls == 1 and not on_progress then return { engine.run_one(st.session, st.cfg, calls[1]) } end
   return engine.run(st.session, st.cfg, calls, concurrency, on_progress)
 end
 
