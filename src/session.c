@@ -191,7 +191,7 @@ static int session_start(lua_State *L) {
         s->idle = t->next;
         s->idle_count--;
         t->next = NULL;
-    } else if ((t = fm_transfer_new()) == NULL) {
+    } else if ((t = fm_transfer_new(&s->settings)) == NULL) {
         lua_pushnil(L);
         lua_pushliteral(L, "out of memory (curl_easy_init)");
         return 2;

@@ -48,16 +48,8 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     return len;
 }
 
-fm_transfer *fm_transfer_new(void) {
-    fm_transfer *t = calloc(1, sizeof *t);
-    if (t == NULL) return NULL;
-    t->easy = curl_easy_init();
-    if (t->easy == NULL) { free(t); return NULL; }
-    return t;
-}
-
 void fm_transfer_recycle(fm_transfer *t) {
-    curl_easy_reset(t->easy); /* options only: the multi handle keeps the connections */
+    /* No curl_easy_reset: the per-client options stay set; setup overwrites the rest. */
     fm_buffer_clear(&t->body);
     fm_buffer_clear(&t->head);
     t->too_large = t->out_of_memory = 0;
@@ -68,7 +60,7 @@ void fm_transfer_recycle(fm_transfer *t) {
 
 void fm_transfer_free(fm_transfer *t) {
     if (t == NULL) return;
-    curl_easy_cleanup(t->easy);
+    if (t->easy != NULL) curl_easy_cleanup(t->easy);
     fm_buffer_free(&t->body);
     fm_buffer_free(&t->head);
     free(t);
@@ -96,18 +88,51 @@ int fm_settings_build_headers(fm_settings *s) {
 #define SET(opt, val) \
     do { if (curl_easy_setopt(e, (opt), (val)) != CURLE_OK) return "libcurl refused option " #opt; } while (0)
 
-static const char *set_method(fm_transfer *t, const fm_request *req) {
+/* Options that are the same for every request of a client: set once per easy handle. */
+static const char *configure_handle(fm_transfer *t, const fm_settings *s) {
     CURL *e = t->easy;
-    if (strcmp(req->method, "GET") == 0 && req->body == NULL) {
-        SET(CURLOPT_HTTPGET, 1L);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_FOLLOWLOCATION, 0L); /* the token must never travel to another host */
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    SET(CURLOPT_NOSIGNAL, 1L);       /* safe in threads (nginx thread pools) */
+    SET(CURLOPT_ACCEPT_ENCODING, ""); /* the size cap applies to the decoded bytes */
+    SET(CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, t);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_ERRORBUFFER, t->errbuf);
+    SET(CURLOPT_PRIVATE, t);
+    if (s->user_agent) SET(CURLOPT_USERAGENT, s->user_agent);
+    if (s->cainfo) SET(CURLOPT_CAINFO, s->cainfo);
+    if (s->proxy) SET(CURLOPT_PROXY, s->proxy);
+    return NULL;
+}
+
+fm_transfer *fm_transfer_new(const fm_settings *s) {
+    fm_transfer *t = calloc(1, sizeof *t);
+    if (t == NULL) return NULL;
+    t->easy = curl_easy_init();
+    if (t->easy == NULL || configure_handle(t, s) != NULL) {
+        fm_transfer_free(t);
         return NULL;
     }
+    return t;
+}
+
+/* The handle keeps the previous request's method options: set every one explicitly. */
+static const char *set_method(fm_transfer *t, const fm_request *req) {
+    CURL *e = t->easy;
+    int post = strcmp(req->method, "POST") == 0;
+    SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    SET(CURLOPT_HTTPGET, 1L); /* back to a plain GET: no body, not HEAD */
     if (strcmp(req->method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
         return NULL;
     }
-    if (strcmp(req->method, "POST") != 0) SET(CURLOPT_CUSTOMREQUEST, req->method);
-    if (req->body != NULL || strcmp(req->method, "POST") == 0) {
+    if (!post && strcmp(req->method, "GET") != 0) SET(CURLOPT_CUSTOMREQUEST, req->method);
+    if (req->body != NULL || post) {
         /* COPYPOSTFIELDS: libcurl owns the copy, so the Lua string may be collected. */
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
         SET(CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
@@ -121,25 +146,9 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
     t->max_bytes = s->max_response_bytes;
     if ((err = set_method(t, req)) != NULL) return err;
     SET(CURLOPT_URL, req->url);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_HTTPHEADER, req->body ? s->json_headers : s->plain_headers);
-    SET(CURLOPT_FOLLOWLOCATION, 0L); /* the token must never travel to another host */
-    SET(CURLOPT_SSL_VERIFYPEER, 1L);
-    SET(CURLOPT_SSL_VERIFYHOST, 2L);
-    SET(CURLOPT_NOSIGNAL, 1L);       /* safe in threads (nginx thread pools) */
-    SET(CURLOPT_ACCEPT_ENCODING, ""); /* the size cap applies to the decoded bytes */
-    SET(CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, req->timeout_ms);
     SET(CURLOPT_FRESH_CONNECT, req->fresh_connection ? 1L : 0L);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, t);
-    SET(CURLOPT_HEADERFUNCTION, on_header);
-    SET(CURLOPT_HEADERDATA, t);
-    SET(CURLOPT_ERRORBUFFER, t->errbuf);
-    SET(CURLOPT_PRIVATE, t);
-    if (s->user_agent) SET(CURLOPT_USERAGENT, s->user_agent);
-    if (s->cainfo) SET(CURLOPT_CAINFO, s->cainfo);
-    if (s->proxy) SET(CURLOPT_PROXY, s->proxy);
     return NULL;
 }
 

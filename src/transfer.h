@@ -47,11 +47,13 @@ typedef struct fm_transfer {
     struct fm_transfer *next;
 } fm_transfer;
 
-/* Allocate an idle transfer with its easy handle; NULL when out of memory. */
-fm_transfer *fm_transfer_new(void);
+/* Allocate an idle transfer with its easy handle, configured with the client's settings s;
+ * NULL when out of memory. */
+fm_transfer *fm_transfer_new(const fm_settings *s);
 /* Prepare t for req; returns NULL or a static message saying what failed. */
 const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_request *req);
-/* Drop the last request's state, keeping the easy handle (and its buffers) for reuse. */
+/* Drop the last request's state, keeping the easy handle (its per-client options and
+ * buffers) for reuse. */
 void fm_transfer_recycle(fm_transfer *t);
 void fm_transfer_free(fm_transfer *t);
 /* Build the header lists of s from its auth_header; 0, or -1 when memory runs out. */
