@@ -232,9 +232,9 @@ static void collect_finished(fm_session *s) {
 /** session:poll([timeout_seconds]) -> { completion, ... }
  * Runs transfers until at least one finishes or the timeout passes (0: just one step);
  * with nothing in flight it sleeps for the timeout.
- * A completion is { id, status, code, message?, sent, too_large, out_of_memory, body,
- * head, time }: code is libcurl's CURLcode (0 = the exchange completed), head the raw
- * header block (see core.parse_headers). */
+ * A completion is { id, status, code, message?, sent, too_large?, out_of_memory?, body,
+ * head }: code is libcurl's CURLcode (0 = the exchange completed), head the raw header
+ * block (see core.parse_headers). */
 static int session_poll(lua_State *L) {
     fm_session *s = check_session(L, 1);
     double timeout = luaL_optnumber(L, 2, 0);

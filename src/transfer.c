@@ -192,11 +192,9 @@ int fm_parse_headers(lua_State *L) {
 
 void fm_transfer_push_result(lua_State *L, fm_transfer *t) {
     long status = 0, request_size = 0;
-    double seconds = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size);
-    curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &seconds);
-    lua_createtable(L, 0, 10);
+    lua_createtable(L, 0, 8);
     lua_pushinteger(L, (lua_Integer)t->id);
     lua_setfield(L, -2, "id");
     lua_pushinteger(L, (lua_Integer)status);
@@ -209,14 +207,16 @@ void fm_transfer_push_result(lua_State *L, fm_transfer *t) {
     }
     lua_pushboolean(L, request_size > 0);
     lua_setfield(L, -2, "sent");
-    lua_pushboolean(L, t->too_large);
-    lua_setfield(L, -2, "too_large");
-    lua_pushboolean(L, t->out_of_memory);
-    lua_setfield(L, -2, "out_of_memory");
+    if (t->too_large) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "too_large");
+    }
+    if (t->out_of_memory) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "out_of_memory");
+    }
     lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
     lua_setfield(L, -2, "body");
     lua_pushlstring(L, t->head.data ? t->head.data : "", t->head.len);
     lua_setfield(L, -2, "head");
-    lua_pushnumber(L, seconds);
-    lua_setfield(L, -2, "time");
 }

@@ -59,7 +59,8 @@ void fm_transfer_free(fm_transfer *t);
 /* Build the header lists of s from its auth_header; 0, or -1 when memory runs out. */
 int fm_settings_build_headers(fm_settings *s);
 /* Push the completion table of a finished transfer: id, status, code, message, sent,
- * too_large, body, head (raw header block), time. May raise (memory); t is left untouched. */
+ * too_large, out_of_memory (both only when true), body, head (raw header block).
+ * May raise (memory); t is left untouched. */
 void fm_transfer_push_result(lua_State *L, fm_transfer *t);
 /* core.parse_headers(head) -> { ["lower-case-name"] = "value" } */
 int fm_parse_headers(lua_State *L);

@@ -5,8 +5,10 @@ local M = {}
 
 --- Percent-encode s as one URL path segment or query component: everything but the RFC 3986
 -- unreserved characters is encoded (`@` -> `%40`, `/ ? # %` and spaces included).
+local percent = {} -- byte -> "%XX", built once (gsub with a table is the fast path)
+for b = 0, 255 do percent[string.char(b)] = ("%%%02X"):format(b) end
 function M.escape(s)
-  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+  return (s:gsub("[^%w%-%._~]", percent))
 end
 
 --- An account email, as used in a path, a query or a body.
