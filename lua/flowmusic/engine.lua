@@ -80,7 +80,7 @@ end
 -- @param on_progress optional function(done, total, index, result); an error it raises
 --   aborts every transfer and propagates
 -- @param first optional { completion = c, started = t }: the first attempt of calls[1],
---   already made by run_one (the scheduler takes over from there)
+--   already made by call_one (the scheduler takes over from there)
 function M.run(session, cfg, calls, concurrency, on_progress, first)
   local n = #calls
   local results, state = {}, {}
@@ -221,27 +221,28 @@ function M.run(session, cfg, calls, concurrency, on_progress, first)
   return results
 end
 
---- Run one call: the common case (a single attempt that succeeds) without the scheduler's
--- bookkeeping; any failure is handed to M.run, which applies the retry policy from there.
--- @return the result table, as M.run gives it
-function M.run_one(session, cfg, call)
+--- Run one call and return its values, or nil and the error: the common case (a single
+-- attempt that succeeds) skips the scheduler's bookkeeping; any failure hands the completed
+-- attempt to M.run, which applies the retry policy from there.
+function M.call_one(session, cfg, call)
   session:abort()
   local started = cfg.clock()
   local timeout = call.timeout or cfg.timeout
   if timeout > cfg.deadline then timeout = cfg.deadline end
-  if not session:start(1, call.method, cfg.base_url .. call.path, call.body, call.fresh,
+  local r
+  if session:start(1, call.method, cfg.base_url .. call.path, call.body, call.fresh,
       math.ceil(timeout * 1000)) then
-    return M.run(session, cfg, { call }, 1) -- reports the failure to start
+    local c
+    repeat c = session:poll(MAX_WAIT)[1] until c
+    local values = c.code == 0 and not c.too_large and c.status >= 200 and c.status < 300
+      and interpret(cfg, call, c)
+    if values then return values end
+    r = M.run(session, cfg, { call }, 1, nil, { completion = c, started = started })[1]
+  else
+    r = M.run(session, cfg, { call }, 1)[1] -- reports the failure to start
   end
-  local c
-  repeat c = session:poll(MAX_WAIT)[1] until c
-  local values = c.code == 0 and not c.too_large and c.status >= 200 and c.status < 300
-    and interpret(cfg, call, c)
-  if values then
-    return { ok = true, value = values[1], values = values, status = c.status, attempts = 1,
-      elapsed = cfg.clock() - started }
-  end
-  return M.run(session, cfg, { call }, 1, nil, { completion = c, started = started })[1]
+  if r.ok then return r.values end
+  return nil, r.err
 end
 
 return M

@@ -147,7 +147,6 @@ local function pack(...) return { n = select("#", ...), ... } end
 
 -- Run prepared calls in this process (the default, and inside nginx worker threads).
 local function run_local(st, calls, concurrency, on_progress)
-  if #calls == 1 and not on_progress then return { engine.run_one(st.session, st.cfg, calls[1]) } end
   return engine.run(st.session, st.cfg, calls, concurrency, on_progress)
 end
 
@@ -171,9 +170,15 @@ local function single(name)
     local st = state_of(self, name)
     local call, msg = prepare(name, pack(...))
     if not call then error("flowmusic: " .. msg, 2) end
-    local r = M._runner(st, { call }, 1, nil, self)[1]
-    if r.ok then return ops.unpack(r.values, 1, #r.values) end
-    return nil, r.err
+    local values, err
+    if M._runner == run_local then
+      values, err = engine.call_one(st.session, st.cfg, call)
+    else
+      local r = M._runner(st, { call }, 1, nil, self)[1]
+      values, err = r.values, r.err
+    end
+    if values then return ops.unpack(values, 1, #values) end
+    return nil, err
   end
 end
 

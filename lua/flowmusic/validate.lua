@@ -7,21 +7,35 @@ local M = {}
 -- unreserved characters is encoded (`@` -> `%40`, `/ ? # %` and spaces included).
 local percent = {} -- byte -> "%XX", built once (gsub with a table is the fast path)
 for b = 0, 255 do percent[string.char(b)] = ("%%%02X"):format(b) end
+-- Batches and loops name the same few accounts again and again: remember recent answers
+-- (bounded; dropped wholesale when full).
+local CACHE_MAX = 1024
+local escaped, escaped_n = {}, 0
 function M.escape(s)
-  return (s:gsub("[^%w%-%._~]", percent))
+  local e = escaped[s]
+  if e then return e end
+  e = s:gsub("[^%w%-%._~]", percent)
+  if escaped_n >= CACHE_MAX then escaped, escaped_n = {}, 0 end
+  escaped[s], escaped_n = e, escaped_n + 1
+  return e
 end
 
 --- An account email, as used in a path, a query or a body.
 -- @param path_use true when the email becomes a path segment of /accounts/{email}
+local good_emails, good_n = {}, 0
 function M.email(v, path_use)
+  if good_emails[v] then return v end
   if type(v) ~= "string" then return nil, "email must be a string, got " .. type(v) end
   if v == "" then return nil, "email must not be empty" end
   if #v > 320 then return nil, "email is longer than 320 bytes" end
   if v:find("%c") then return nil, "email must not contain control characters" end
   if v == "." or v == ".." then return nil, "email must not be '.' or '..'" end
-  if path_use and v == "usage" then
-    return nil, "email 'usage' would address the /accounts/usage endpoint"
+  if v == "usage" then
+    if path_use then return nil, "email 'usage' would address the /accounts/usage endpoint" end
+    return v
   end
+  if good_n >= CACHE_MAX then good_emails, good_n = {}, 0 end
+  good_emails[v], good_n = true, good_n + 1
   return v
 end
 
