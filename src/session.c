@@ -164,7 +164,7 @@ static int session_new(lua_State *L) {
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
 
-/** session:start(id, method, url [, json_body, fresh, timeout_ms]) -> true | nil, err
+/** session:start(id, method, url [, json_body, fresh, timeout_ms, compressed]) -> true | nil, err
  * Queues one request; it runs during poll(). id is echoed in its completion. */
 static int session_start(lua_State *L) {
     fm_session *s = check_session(L, 1);
@@ -178,6 +178,7 @@ static int session_start(lua_State *L) {
     req.body = luaL_optlstring(L, 5, NULL, &req.body_len);
     req.fresh_connection = lua_toboolean(L, 6);
     req.timeout_ms = (long)luaL_optinteger(L, 7, 30000);
+    req.compressed = lua_toboolean(L, 8);
     if (req.timeout_ms < 1) req.timeout_ms = 1;
 
     /* From here on no Lua call may raise until the transfer is linked into the session. */

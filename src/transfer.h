@@ -32,6 +32,7 @@ typedef struct fm_request {
     size_t body_len;
     int fresh_connection;     /* never reuse a pooled connection (no silent re-send by libcurl) */
     long timeout_ms;          /* whole attempt */
+    int compressed;           /* offer gzip/deflate/br (for answers that can be large) */
 } fm_request;
 
 typedef struct fm_transfer {

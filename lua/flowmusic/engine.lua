@@ -125,7 +125,7 @@ function M.run(session, cfg, calls, concurrency, on_progress, first)
     end
     local timeout = math.min(call.timeout or cfg.timeout, left)
     local ok, serr = session:start(i, call.method, cfg.base_url .. call.path, call.body,
-      call.fresh, math.ceil(timeout * 1000))
+      call.fresh, math.ceil(timeout * 1000), call.compressed)
     if not ok then
       return fail(i, errors.new { kind = "network", reason = "local_error", reached = false,
         message = serr, method = call.method, path = call.path })
@@ -231,7 +231,7 @@ function M.call_one(session, cfg, call)
   if timeout > cfg.deadline then timeout = cfg.deadline end
   local r
   if session:start(1, call.method, cfg.base_url .. call.path, call.body, call.fresh,
-      math.ceil(timeout * 1000)) then
+      math.ceil(timeout * 1000), call.compressed) then
     local c
     repeat c = session:poll(MAX_WAIT)[1] until c
     local values = c.code == 0 and not c.too_large and c.status >= 200 and c.status < 300

@@ -92,7 +92,8 @@ M.get_usage = {
   check = function(a)
     local email, msg = validate.email(a[1])
     if not email then return nil, "bad argument #1 to 'get_usage' (" .. msg .. ")" end
-    return call("get_usage", "GET", "/accounts/usage?email=" .. validate.escape(email))
+    -- Usage documents run to megabytes: ask for compression.
+    return call("get_usage", "GET", "/accounts/usage?email=" .. validate.escape(email), { compressed = true })
   end,
   expects_body = true,
   result = one_object,
@@ -110,7 +111,7 @@ M.request = {
     method = method:upper()
     local p, msg = validate.request_path(path)
     if not p then return nil, "bad argument #2 to 'request' (" .. msg .. ")" end
-    local fields = {}
+    local fields = { compressed = true } -- any endpoint: its answer may be large
     if opts ~= nil then
       if type(opts) ~= "table" then return nil, "bad argument #3 to 'request' (options must be a table)" end
       local ok, m = validate.known_keys(opts, request_options, "request option")

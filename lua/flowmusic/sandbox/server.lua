@@ -148,6 +148,9 @@ local function nginx_conf(o)
     '  fastcgi_temp_path "' .. d .. '/tmp/fastcgi";',
     '  uwsgi_temp_path "' .. d .. '/tmp/uwsgi";',
     '  scgi_temp_path "' .. d .. '/tmp/scgi";',
+    "  gzip on;", -- for clients that ask: usage documents compress well
+    "  gzip_types application/json;",
+    "  gzip_min_length 4096;",
     "  client_body_buffer_size 8m;",
     "  client_max_body_size 8m;",
     "  keepalive_timeout 60s;",
