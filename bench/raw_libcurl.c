@@ -1,6 +1,7 @@
 /* raw_libcurl.c - the peer flowmusic is measured against: N sequential GETs of one URL on one
  * reused easy handle (keep-alive), body kept in memory, nothing else.
- * usage: raw_libcurl URL TOKEN N  -> prints "<seconds> <bytes of the last body>" */
+ * usage: raw_libcurl URL TOKEN N [gzip]  -> prints "<seconds> <bytes of the last body>"
+ * With "gzip" it offers compression, as flowmusic does for usage documents. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,10 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: %s URL TOKEN N\n", argv[0]); return 2; }
+    if (argc != 4 && !(argc == 5 && strcmp(argv[4], "gzip") == 0)) {
+        fprintf(stderr, "usage: %s URL TOKEN N [gzip]\n", argv[0]);
+        return 2;
+    }
     int n = atoi(argv[3]);
     char auth[512];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", argv[2]);
@@ -45,6 +49,7 @@ int main(int argc, char **argv) {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+    if (argc == 5) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     double t0 = now();
     for (int i = 0; i < n; i++) {
         b.len = 0;
