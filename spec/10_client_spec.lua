@@ -240,6 +240,16 @@ describe("flowmusic client", function()
       c2:close()
     end)
 
+    it("uses its own cjson instance: the host's cjson settings are neither read nor changed", function()
+      local cjson = require "cjson"
+      cjson.decode_max_depth(1) -- a host setting that would break our documents
+      client:add_account("sandbox:plus:cj@x.com")
+      local usage = client:get_usage("cj@x.com") -- nested objects and arrays
+      assert.is_table(usage.summary.by_type_tokens)
+      assert.has_error(function() cjson.decode('{"a":{"b":1}}') end) -- still the host's setting
+      cjson.decode_max_depth(1000)
+    end)
+
     it("integral numbers are integers on Lua 5.3+", function()
       local acct = client:add_account("sandbox:plus:i@x.com", 12)
       assert.equal("12", tostring(acct.maxJobs))
