@@ -126,6 +126,8 @@ M.request = {
         if method == "GET" or method == "HEAD" then
           return nil, "bad argument #3 to 'request' (" .. method .. " takes no body)"
         end
+        local okb, bmsg = validate.json_body(opts.body)
+        if not okb then return nil, "bad argument #3 to 'request' (" .. bmsg .. ")" end
         fields.json = opts.body
       end
       if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then

@@ -129,6 +129,24 @@ function M.query(t)
   return table.concat(keys, "&")
 end
 
+--- A request body for JSON: refuses numbers that lua-cjson 2.1 would round (it writes 14
+-- significant digits), so nothing is silently changed on the way out.
+function M.json_body(t, depth)
+  depth = depth or 0
+  if depth > 128 then return nil, "body is nested too deeply" end
+  for k, v in pairs(t) do
+    local tv = type(v)
+    if tv == "number" and v == v and v ~= math.huge and v ~= -math.huge
+      and tonumber(("%.14g"):format(v)) ~= v then
+      return nil, "body number at key '" .. tostring(k) .. "' can't be sent exactly (more than 14 significant digits)"
+    elseif tv == "table" then
+      local ok, msg = M.json_body(v, depth + 1)
+      if not ok then return nil, msg end
+    end
+  end
+  return t
+end
+
 --- Check that t only has keys listed in allowed (a set); returns t or nil, message.
 function M.known_keys(t, allowed, what)
   for k in pairs(t) do
