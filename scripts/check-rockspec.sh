@@ -26,7 +26,7 @@ lua5.4 -e 'local f = require "flowmusic"; assert(f._VERSION and f.new, "flowmusi
 # The installed sandbox runs from the tree's own copy of its handlers, and the installed CLI
 # drives it.
 url=$("$tree/bin/flowmusic" sandbox start --dir "$tree/sandbox" 2>/dev/null | tail -n 1)
-trap '"$tree/bin/flowmusic" sandbox stop --dir "$tree/sandbox" >/dev/null 2>&1; rm -rf "$tree"' EXIT
+trap '"$tree/bin/flowmusic" sandbox stop --dir "$tree/sandbox" >/dev/null 2>&1 || true; rm -rf "$tree"' EXIT
 [[ $url == http://127.0.0.1:*/v1/flowmusic ]] || { echo "installed sandbox did not start"; exit 1; }
 grep -q "$tree/share/lua/5.4" "$tree/sandbox/nginx.conf" || { echo "sandbox does not use the installed handlers"; exit 1; }
 USEAPI_TOKEN=user:1-sandbox "$tree/bin/flowmusic" accounts list --base-url "$url" --json >/dev/null
