@@ -8,22 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(lua5.4 liblua5.4-dev lua-cjson lua-socket libcurl4-openssl-dev cmake gcc make
-          libc6-dev pkg-config nginx-core libnginx-mod-http-lua lua-resty-core ca-certificates)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "== installing ${missing[*]}"
-    sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
-    $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
-fi
-
-echo "== building the C core"
-cmake -S . -B build >/dev/null
-cmake --build build >/dev/null
+echo "== set-up: Debian packages (only those missing) and the C core"
+bash scripts/setup.sh
 
 fm() { lua5.4 bin/flowmusic "$@"; }
 
