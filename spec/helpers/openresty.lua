@@ -25,7 +25,7 @@ M.NGINX = server.NGINX
 M.MODULES = server.MODULES
 
 local START_TIMEOUT, STOP_TIMEOUT = 5, 5
-local live = {}
+local live = require("spec.helpers.live").new() -- started, not yet stopped
 
 local q, run, capture, free_port = host.shell_quote, host.run, host.capture, host.free_port
 local function write_file(path, s) assert(host.write_file(path, s)) end
@@ -84,7 +84,7 @@ function M.start(opts)
         if ok then
           local inst = setmetatable({ pid = pid, port = port, dir = dir,
             root = "http://127.0.0.1:" .. port }, Instance)
-          live[inst] = true
+          live.add(inst)
           return inst
         end
         socket.sleep(0.02)
@@ -102,16 +102,8 @@ function M.start(opts)
 end
 
 --- Stop every instance still running.
-function M.stop_all()
-  for inst in pairs(live) do inst:stop() end
-end
-
-if newproxy then
-  M._sentinel = newproxy(true)
-  getmetatable(M._sentinel).__gc = function() M.stop_all() end
-else
-  M._sentinel = setmetatable({}, { __gc = function() M.stop_all() end })
-end
+M.stop_all = live.stop_all
+M._sentinel = live.sentinel
 
 --- The error log so far.
 function Instance:error_log()
@@ -124,7 +116,7 @@ end
 function Instance:stop(keep)
   if self.stopped then return true end
   self.stopped = true
-  live[self] = nil
+  live.remove(self)
   local worker = tonumber((M.read_file(self.dir .. "/worker.pid") or ""):match("%d+"))
   if alive(self.pid) then
     run("kill -TERM " .. self.pid)

@@ -19,7 +19,7 @@ local server = require "flowmusic.sandbox.server"
 
 local M = {}
 
-local live = {} -- started, not yet stopped
+local live = require("spec.helpers.live").new() -- started, not yet stopped
 
 -- Pid of this process (the one running the specs).
 local function self_pid()
@@ -65,29 +65,20 @@ function M.start(opts)
   local sb = setmetatable({ base_url = base, root = info.root, token = info.token, pid = pid,
                             dir = dir, port = info.port, tls_base_url = info.tls_base_url,
                             tls_cert = tls_cert }, Sandbox)
-  live[sb] = true
+  live.add(sb)
   return sb
 end
 
 --- Stop every instance still running.
-function M.stop_all()
-  for sb in pairs(live) do sb:stop() end
-end
-
--- Stop leftovers when the Lua state closes (Lua 5.2+ tables, Lua 5.1 newproxy).
-if newproxy then
-  M._sentinel = newproxy(true)
-  getmetatable(M._sentinel).__gc = function() M.stop_all() end
-else
-  M._sentinel = setmetatable({}, { __gc = function() M.stop_all() end })
-end
+M.stop_all = live.stop_all
+M._sentinel = live.sentinel
 
 --- Stop this instance (SIGTERM to its master, by pid) and remove its directory. Idempotent.
 -- @treturn true
 function Sandbox:stop()
   if self.stopped then return true end
   self.stopped = true
-  live[self] = nil
+  live.remove(self)
   server.stop({ dir = self.dir, pid = self.pid, remove = true })
   return true
 end
