@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A Content-Length up to this sizes the body buffer at once; a larger claim (it may be a lie)
+ * lets the buffer grow with what really arrives. */
+#define FM_PRESIZE_MAX (16u * 1024u * 1024u)
+
 /* Header names longer than this are not reported to Lua (no real header is that long). */
 #define FM_HEADER_NAME_MAX 128
 
@@ -27,7 +31,7 @@ static void note_content_length(fm_transfer *t, const char *line, size_t len) {
         value = value * 10 + (unsigned)(line[i] - '0');
     }
     if (value > t->max_bytes) t->too_large = 1;
-    else (void)fm_buffer_reserve(&t->body, (size_t)value);
+    else if (value <= FM_PRESIZE_MAX) (void)fm_buffer_reserve(&t->body, (size_t)value);
 }
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
