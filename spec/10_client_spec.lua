@@ -270,6 +270,23 @@ describe("flowmusic client", function()
       c:close()
     end)
 
+    it("keeps its connection alive between calls; add_account always opens a fresh one", function()
+      local c = h.client(sb)
+      for _ = 1, 5 do assert.is_table(c:list_accounts()) end
+      local function connections()
+        local n, counts = 0, {}
+        for _, count in pairs(sb:requests().connections) do n = n + 1; counts[#counts + 1] = count end
+        return n, counts
+      end
+      local n, counts = connections()
+      assert.equal(1, n)
+      assert.same({ 5 }, counts)
+      c:add_account("sandbox:plus:fresh1@x.com")
+      c:add_account("sandbox:plus:fresh2@x.com")
+      assert.equal(3, (connections()))
+      c:close()
+    end)
+
     it("close is idempotent and a closed client raises", function()
       local c = h.client(sb)
       assert.is_table(c:list_accounts())

@@ -126,6 +126,7 @@ local function handle_api(method, path)
   local counts = ngx.shared.flowmusic_sandbox_requests
   counts:incr(method .. " " .. path, 1, 0)
   counts:incr("total", 1, 0) -- request keys always hold a space, so no clash
+  counts:incr("#conn " .. ngx.var.connection, 1, 0) -- which TCP connection carried it
   local fault, err
   local header = ngx.req.get_headers()["x-sandbox-fault"]
   if header then
@@ -157,11 +158,14 @@ local function control(method, name)
   if key == "GET health" then
     return ok(200, json.object({ ok = true, version = M._VERSION }, { "ok", "version" }))
   elseif key == "GET requests" then
-    local counts, by = ngx.shared.flowmusic_sandbox_requests, {}
+    local counts, by, connections = ngx.shared.flowmusic_sandbox_requests, {}, {}
     for _, k in ipairs(counts:get_keys(0)) do
-      if k ~= "total" then by[k] = counts:get(k) end
+      local conn = k:match("^#conn (%d+)$")
+      if conn then connections[conn] = counts:get(k)
+      elseif k ~= "total" then by[k] = counts:get(k) end
     end
-    return ok(200, json.object({ total = counts:get("total") or 0, by = by }, { "total", "by" }))
+    return ok(200, json.object({ total = counts:get("total") or 0, by = by, connections = connections },
+                               { "total", "by", "connections" }))
   elseif key == "GET faults" then
     return ok(200, { faults = json.array(faults.queue()) })
   elseif key == "DELETE faults" then
