@@ -11,11 +11,16 @@ local unpack = table.unpack or unpack
 
 local function account_path(email) return "/accounts/" .. validate.escape(email) end
 
--- Build the call record every op returns from check().
-local function call(op, method, path, fields)
-  fields = fields or {}
-  fields.op, fields.method, fields.path = op, method, path
-  return fields
+-- Build the call record every op returns from check(). o (optional) carries json (body
+-- table), fresh (never reuse a pooled connection), secrets (strings to scrub from errors),
+-- compressed (offer gzip), timeout (seconds). The constructor names the fields every call
+-- gets (spec and policy are set by flowmusic's prepare), so the common GET never rehashes.
+local function call(op, method, path, o)
+  local c = { op = op, method = method, path = path, spec = false, policy = false }
+  if o then
+    for k, v in pairs(o) do c[k] = v end
+  end
+  return c
 end
 
 -- The answer must be a JSON object; the call returns it as its one value.
