@@ -70,7 +70,8 @@ function M.start(opts)
     local conf = opts.conf:gsub("@PREFIX@", dir):gsub("@PORT@", tostring(port))
     write_file(dir .. "/nginx.conf", conf)
     write_file(dir .. "/logs/error.log", "")
-    local cmd = table.concat({ "env", table.concat(envs, " "), q(M.NGINX), "-p", q(dir .. "/"),
+    -- never LD_PRELOAD: the sanitizer run preloads ASan into the spec process only
+    local cmd = table.concat({ "env -u LD_PRELOAD", table.concat(envs, " "), q(M.NGINX), "-p", q(dir .. "/"),
       "-c", q(dir .. "/nginx.conf"), "-e", q(dir .. "/logs/error.log"),
       ">>", q(dir .. "/logs/error.log"), "2>&1" }, " ")
     if run(cmd) then
