@@ -126,8 +126,8 @@ function M.new(opts)
     connect_timeout_ms = math.ceil(cfg.connect_timeout * 1000),
     max_response_bytes = cfg.max_response_bytes,
   }
-  -- The token lives in cfg, which is reachable only through this closure-held table and the
-  -- C session: it is never a field of the client, so it can't show up in pairs or tostring.
+  -- The token lives in cfg, kept in the module's private _state table and in the C session:
+  -- it is never a field of the client, so it can't show up in pairs or tostring.
   local client = setmetatable({ base_url = base_url }, Client)
   M._state[client] = { session = session, cfg = cfg }
   return client
