@@ -1,16 +1,13 @@
 --- `flowmusic batch FILE`: run one account operation per row of a CSV or JSON Lines file,
 -- concurrently, and report exactly one result per row.
--- A function taking the argument list and returning the exit code.
+-- A command module of flowmusic.cli.
 -- @module flowmusic.cli.batch
-local args = require "flowmusic.cli.args"
 local common = require "flowmusic.cli.common"
 local output = require "flowmusic.cli.output"
 local batchfile = require "flowmusic.cli.batchfile"
 local report = require "flowmusic.cli.usagereport"
 
-local USAGE = [[
-usage: flowmusic batch FILE [--concurrency N] [--dry-run] [--format csv|jsonl] [options]
-
+local DESCRIPTION = [[
 Runs one account operation per row of FILE ('-' = standard input), concurrently
 (client:batch), and prints exactly one result per row, in file order.
 
@@ -23,26 +20,16 @@ The format follows the extension (.csv, .jsonl/.ndjson/.json) or the first line.
 Blank lines and lines starting with # are ignored.
 
 ops and their columns:
-  add           refresh_token_file (required), max_jobs (optional 1-16), email (optional,
-                checked against the account the token belongs to)
+  add           refresh_token_file (required), max_jobs (optional 1-16),
+                email (optional, checked against the account the token belongs to)
   set-max-jobs  email, max_jobs (integer 1-16)
   get           email
   delete        email
   usage         email (the result shows charged credits and received tokens)
 refresh_token_file is relative to FILE's directory (to the current directory for '-');
-the token is read from it (trailing newline trimmed) and never printed.
+the token is read from it (trailing newline trimmed) and never printed.]]
 
-options:
-  --concurrency N   requests in flight at once, 1-50 (default 8); rows run in no
-                    particular order, use --concurrency 1 to run them one by one in order
-  --dry-run         check every row (and read the token files) and print the plan;
-                    nothing is sent and no API token is needed
-  --format F        csv or jsonl, instead of guessing
-  --progress, --no-progress
-                    force the progress bar on stderr on or off (default: on when
-                    stderr is a terminal)
-]] .. common.CONNECTION_HELP .. [[
-
+local EPILOG = [[
 output: one row per input row with line, op, email, status (ok, failed, invalid; planned
 in a dry run), http_status, max_jobs, attempts, elapsed_ms, message. A malformed row is
 reported with its line number (also on stderr) and the other rows still run. A summary
@@ -54,11 +41,7 @@ examples:
   flowmusic batch ops.csv --concurrency 16 --json > results.jsonl
 
 exit status: 0 every row succeeded, 1 some operation failed, 2 usage or input error
-(bad options, unreadable file or header, or at least one invalid row).
-]]
-
-local SPEC = common.spec(common.CONNECTION, { concurrency = true, ["dry-run"] = false,
-  format = true, progress = false, ["no-progress"] = false })
+(bad options, unreadable file or header, or at least one invalid row).]]
 
 local COLUMNS = {
   { key = "line", title = "LINE", right = true }, { key = "op", title = "OP" },
@@ -105,7 +88,7 @@ local function plan_row(row, base_dir)
     return p
   end
   if row.max_jobs ~= nil then
-    local n, err = args.integer(row.max_jobs, 1, 16, "max_jobs")
+    local n, err = common.integer(row.max_jobs, 1, 16, "max_jobs")
     if not n then p.error = err return p end
     p.max_jobs = n
   end
@@ -184,37 +167,11 @@ local function clock()
   return os.time()
 end
 
-return function(argv)
-  local opts, pos = args.parse(argv or {}, SPEC)
-  if not opts then return common.usage_error("batch", pos) end
-  if opts.help then io.stdout:write(USAGE) return common.OK end
-  local mode, merr = common.mode(opts)
-  if not mode then return common.usage_error("batch", merr) end
-  if #pos == 0 then return common.usage_error("batch", "missing FILE") end
-  if #pos > 1 then return common.usage_error("batch", "unexpected argument '" .. pos[2] .. "'") end
-  if opts.progress and opts["no-progress"] then
-    return common.usage_error("batch", "--progress and --no-progress are exclusive")
-  end
-  local concurrency = 8
-  if opts.concurrency then
-    local n, err = args.integer(opts.concurrency, 1, 50, "--concurrency")
-    if not n then return common.usage_error("batch", err) end
-    concurrency = n
-  end
-  if opts.format and opts.format ~= "csv" and opts.format ~= "jsonl" then
-    return common.usage_error("batch", "--format must be csv or jsonl, got '" .. opts.format .. "'")
-  end
-  -- Connection options are checked before anything runs (a dry run needs no token).
-  if opts.timeout then
-    local ok, err = args.seconds(opts.timeout, "--timeout")
-    if not ok then return common.usage_error("batch", err) end
-  end
-  if opts.retries then
-    local ok, err = args.integer(opts.retries, 0, 20, "--retries")
-    if not ok then return common.usage_error("batch", err) end
-  end
+local function run(opts)
+  local mode = common.mode(opts)
+  local concurrency = opts.concurrency
 
-  local path = pos[1]
+  local path = opts.file
   local text, rerr = common.read_file(path, "batch file")
   if not text then return common.usage_error("batch", rerr) end
   local format = opts.format or batchfile.detect(path, text)
@@ -243,11 +200,11 @@ return function(argv)
 
   local results = {}
   local client
-  if not opts["dry-run"] and #calls > 0 then
+  if not opts.dry_run and #calls > 0 then
     local cerr
     client, cerr = common.client(opts)
     if not client then return common.usage_error("batch", cerr) end
-    local show = opts.progress or (not opts["no-progress"] and output.isatty(io.stderr))
+    local show = opts.progress or (not opts.no_progress and output.isatty(io.stderr))
     local bar = output.progress(show, io.stderr)
     local ok, res = pcall(client.batch, client, calls, {
       concurrency = concurrency,
@@ -269,7 +226,7 @@ return function(argv)
     local out = { line = p.line, op = p.op, email = p.email, max_jobs = p.max_jobs }
     if p.error then
       out.status, out.message = "invalid", p.error
-    elseif opts["dry-run"] then
+    elseif opts.dry_run then
       out.status = "planned"
       counts.planned = counts.planned + 1
       out.message = p.op == "add" and "would add/refresh from " .. tostring(rows[i].refresh_token_file)
@@ -297,7 +254,7 @@ return function(argv)
 
   local elapsed = clock() - started
   local summary
-  if opts["dry-run"] then
+  if opts.dry_run then
     summary = ("dry run: %d row%s, %d planned, %d invalid; nothing sent"):format(#plan,
       #plan == 1 and "" or "s", counts.planned, counts.invalid)
   else
@@ -310,3 +267,27 @@ return function(argv)
   if counts.failed > 0 then return common.FAILED end
   return common.OK
 end
+
+return {
+  name = "batch",
+  summary = "Run many account operations from a CSV or JSON Lines file, concurrently.",
+  configure = function(cmd)
+    cmd:description(DESCRIPTION)
+    cmd:epilog(EPILOG)
+    cmd:argument("FILE", "The batch file ('-': standard input)."):target("file")
+    cmd:option("--concurrency", "Requests in flight at once, 1-50; rows run in no particular "
+      .. "order, use --concurrency 1 to run them one by one in order.")
+      :argname("N"):default("8"):overwrite(false)
+      :convert(common.converter(common.integer, 1, 50, "--concurrency"))
+    cmd:flag("--dry-run", "Check every row (and read the token files) and print the plan; "
+      .. "nothing is sent and no API token is needed.")
+    cmd:option("--format", "csv or jsonl, instead of guessing."):choices({ "csv", "jsonl" })
+      :argname("F"):overwrite(false)
+    cmd:mutex(
+      cmd:flag("--progress", "Force the progress bar on stderr on (default: on when stderr is a terminal)."),
+      cmd:flag("--no-progress", "Force the progress bar off."))
+    common.connection_options(cmd)
+    common.output_options(cmd)
+  end,
+  run = run,
+}

@@ -1,62 +1,86 @@
---- Shared parts of the flowmusic commands: connection options, the client, secret files,
--- output-mode selection, running one call, and error reporting.
+--- Shared parts of the flowmusic commands: connection and output options, the client, secret
+-- files, output-mode selection, running one call, and error reporting.
 -- Exit codes everywhere: 0 success, 1 an operation failed, 2 usage or input error.
 -- @module flowmusic.cli.common
-local args = require "flowmusic.cli.args"
 local output = require "flowmusic.cli.output"
 
 local M = {}
 
 M.OK, M.FAILED, M.USAGE = 0, 1, 2
 
---- Options every API command accepts (name -> takes a value).
-M.CONNECTION = { ["token-file"] = true, ["base-url"] = true, timeout = true, retries = true,
-  json = false, csv = false, verbose = false }
+--- Escape control characters (and bytes that aren't UTF-8) for a terminal: ESC -> `\27`.
+M.clean = output.escape
 
---- Help text for the options in M.CONNECTION.
-M.CONNECTION_HELP = [[
-connection and output options:
-  --token-file FILE  read the useapi.net API token from FILE (default: $USEAPI_TOKEN)
-  --base-url URL     API base URL (default: $FLOWMUSIC_BASE_URL, else
-                     https://api.useapi.net/v1/flowmusic)
-  --timeout SECS     seconds per attempt (default 30)
-  --retries N        re-sends after a failed attempt, 0-20 (default 3)
-  --json             JSON Lines on stdout, one object per result
-  --csv              CSV with a header row on stdout
-  --verbose          per-request timing and attempts on stderr (never any secret)
-  -h, --help         this help
-]]
-
---- Merge option specs into a new table.
-function M.spec(...)
-  local t = {}
-  for i = 1, select("#", ...) do
-    for k, v in pairs((select(i, ...))) do t[k] = v end
-  end
-  return t
-end
-
---- Write "flowmusic <cmd>: msg" to stderr.
+--- Write "flowmusic <cmd>: msg" to stderr (control characters escaped).
 function M.say(cmd, msg)
-  io.stderr:write("flowmusic ", cmd, ": ", msg, "\n")
+  io.stderr:write("flowmusic ", cmd, ": ", M.clean(tostring(msg)), "\n")
 end
 
 --- Report a usage error (with a hint to --help) and return exit code 2.
 function M.usage_error(cmd, msg)
-  io.stderr:write("flowmusic ", cmd, ": ", msg, "\n", "try 'flowmusic ", cmd, " --help'\n")
+  io.stderr:write("flowmusic ", cmd, ": ", M.clean(tostring(msg)), "\n", "try 'flowmusic ", cmd, " --help'\n")
   return M.USAGE
-end
-
---- The output mode from --json / --csv: "json", "csv" or "table"; or nil, message.
-function M.mode(opts)
-  if opts.json and opts.csv then return nil, "--json and --csv are exclusive" end
-  return opts.json and "json" or opts.csv and "csv" or "table"
 end
 
 -- Strip "file:line: " that error() puts in front of a message.
 local function strip_where(msg)
-  msg = tostring(msg)
-  return (msg:gsub("^[^\n]-:%d+: ", ""))
+  return (tostring(msg):gsub("^[^\n]-:%d+: ", ""))
+end
+
+--- An integer in [lo, hi] from a string, or nil, message (naming `what`).
+function M.integer(s, lo, hi, what)
+  local n = type(s) == "number" and s or (type(s) == "string" and s:match("^%s*[+]?%d+%s*$") and tonumber(s))
+  if not n or n ~= math.floor(n) or n < lo or n > hi then
+    return nil, ("%s must be an integer %d-%d, got '%s'"):format(what, lo, hi, tostring(s))
+  end
+  return n
+end
+
+--- A positive number of seconds from a string, or nil, message.
+function M.seconds(s, what)
+  local n = type(s) == "string" and s:match("^%s*%d+%.?%d*%s*$") and tonumber(s)
+  if not n or n <= 0 then return nil, ("%s must be a positive number of seconds, got '%s'"):format(what, tostring(s)) end
+  return n
+end
+
+-- An argparse convert function from a checker returning value or nil, message.
+local function converter(check, ...)
+  local extra = { ... }
+  return function(s)
+    local v, msg = check(s, (table.unpack or unpack)(extra))
+    if v == nil then return nil, msg end
+    return v
+  end
+end
+M.converter = converter
+
+--- Declare the connection options on an argparse command:
+-- --token-file FILE, --base-url URL, --timeout SECS, --retries N, --verbose.
+function M.connection_options(cmd)
+  cmd:group("Connection options",
+    cmd:option("--token-file", "Read the useapi.net API token from FILE (default: $USEAPI_TOKEN).")
+      :argname("FILE"):overwrite(false),
+    cmd:option("--base-url", "API base URL (default: $FLOWMUSIC_BASE_URL, else https://api.useapi.net/v1/flowmusic).")
+      :argname("URL"):overwrite(false),
+    cmd:option("--timeout", "Seconds per attempt (default 30).")
+      :argname("SECS"):overwrite(false):convert(converter(M.seconds, "--timeout")),
+    cmd:option("--retries", "Re-sends after a failed attempt, 0-20 (default 3).")
+      :argname("N"):overwrite(false):convert(converter(M.integer, 0, 20, "--retries")),
+    cmd:flag("--verbose", "Per-request timing and attempts on stderr (never any secret).")
+  )
+end
+
+--- Declare the output options on an argparse command: --json and --csv (exclusive).
+function M.output_options(cmd)
+  local json = cmd:flag("--json", "JSON Lines on stdout, one object per result.")
+  local csv = cmd:flag("--csv", "CSV with a header row on stdout.")
+  cmd:mutex(json, csv)
+  cmd:group("Output options", json, csv)
+end
+
+--- The output mode from --json / --csv: "json", "csv" or "table".
+function M.mode(args)
+  return args.json and "json" or args.csv and "csv" or "table"
 end
 
 --- Read a whole file ("-" = standard input), or nil, message. The content is never echoed.
@@ -89,11 +113,11 @@ end
 
 --- Make a client from the options (--token-file, --base-url, --timeout, --retries) and the
 -- environment. Returns the client, or nil, message (a usage/input error: exit 2).
-function M.client(opts)
+function M.client(args)
   local flowmusic = require "flowmusic"
   local o = {}
-  if opts["token-file"] then
-    local tok, err = M.read_secret(opts["token-file"], "token file")
+  if args.token_file then
+    local tok, err = M.read_secret(args.token_file, "token file")
     if not tok then return nil, err end
     o.token = tok
   else
@@ -102,17 +126,8 @@ function M.client(opts)
       return nil, "no API token: set USEAPI_TOKEN or pass --token-file FILE"
     end
   end
-  if opts["base-url"] then o.base_url = opts["base-url"] end
-  if opts.timeout then
-    local t, err = args.seconds(opts.timeout, "--timeout")
-    if not t then return nil, err end
-    o.timeout = t
-  end
-  if opts.retries then
-    local n, err = args.integer(opts.retries, 0, 20, "--retries")
-    if not n then return nil, err end
-    o.retries = n
-  end
+  if args.base_url then o.base_url = args.base_url end
+  o.timeout, o.retries = args.timeout, args.retries
   if o.timeout then
     o.deadline = math.max(60, o.timeout * ((o.retries or 3) + 1) + 10)
   end
@@ -132,9 +147,9 @@ end
 
 --- Run one client call through client:batch (to learn status, attempts and elapsed time).
 -- @return the batch result { ok, value, err, status, attempts, elapsed, created, note }
-function M.call(client, opts, label, call)
+function M.call(client, args, label, call)
   local r = client:batch({ call }, { concurrency = 1 })[1]
-  if opts.verbose then io.stderr:write(M.verbose_line(label, r), "\n") end
+  if args.verbose then io.stderr:write(M.clean(M.verbose_line(label, r)), "\n") end
   return r
 end
 
