@@ -258,9 +258,12 @@ describe("flowmusic CLI", function()
       assert.equal(1, code)
       assert.equal("", out)
       assert.truthy(contains(err, "404"))
-      code, _, err = run("accounts get not-an-email")
+      -- Emails are judged by the library's rule (flowmusic.validate), before anything is sent.
+      local before = sb:requests().total
+      code, _, err = run("accounts get usage")
       assert.equal(2, code)
-      assert.truthy(contains(err, "not an email address"))
+      assert.truthy(contains(err, select(2, require("flowmusic.validate").email("usage", true))), err)
+      assert.equal(before, sb:requests().total)
     end)
 
     it("set-max-jobs changes maxJobs and checks N", function()

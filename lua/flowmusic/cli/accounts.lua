@@ -3,6 +3,7 @@
 -- input error).
 -- @module flowmusic.cli.accounts
 local common = require "flowmusic.cli.common"
+local validate = require "flowmusic.validate"
 local output = require "flowmusic.cli.output"
 
 -- Fields written in --json / --csv (tokens, even redacted, are left out).
@@ -97,9 +98,12 @@ examples:
 exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usage or
 input error (unknown option, bad N, unreadable or empty token file, no API token).]]
 
-local function email_arg(cmd)
+-- The EMAIL argument; path_use: it becomes a path segment (/accounts/{email}).
+local function email_arg(cmd, path_use)
   cmd:argument("EMAIL", "The account's email address."):target("email")
+    :convert(function(v) return common.email(v, path_use) end)
 end
+local function path_email_arg(cmd) email_arg(cmd, true) end
 
 local function options(cmd)
   common.connection_options(cmd)
@@ -110,7 +114,7 @@ end
 -- Sub-commands: words, one-line summaries and their own arguments.
 local SUBS = {
   { "list", "All accounts: email, tier, maxJobs, added, last refresh, state.", function() end },
-  { "get", "One account, with its remaining credits and tokens.", email_arg },
+  { "get", "One account, with its remaining credits and tokens.", path_email_arg },
   { "add", "Add an account, or refresh it when it exists, from its Flow Music refresh token.",
     function(cmd)
       cmd:description([[
@@ -120,30 +124,21 @@ The token is read from --refresh-token-file FILE or from standard input ('-' or
       cmd:option("--refresh-token-file", "Read the refresh token from FILE ('-': standard input).")
         :argname("FILE"):overwrite(false)
       cmd:option("--max-jobs", "Set maxJobs, 1-16 (default: chosen by the service from the plan tier).")
-        :argname("N"):overwrite(false):convert(common.converter(common.integer, 1, 16, "--max-jobs"))
+        :argname("N"):overwrite(false):convert(function(v) return common.max_jobs(v, "--max-jobs") end)
       cmd:argument("-", "Read the refresh token from standard input."):args("?"):target("stdin")
     end },
   { "set-max-jobs", "Change maxJobs (N is an integer 1-16) of an existing account.", function(cmd)
       email_arg(cmd)
       cmd:argument("N", "The new maxJobs, an integer 1-16."):target("n")
-        :convert(common.converter(common.integer, 1, 16, "N (maxJobs)"))
+        :convert(function(v) return common.max_jobs(v, "N (maxJobs)") end)
     end },
-  { "delete", "Remove an account.", email_arg },
+  { "delete", "Remove an account.", path_email_arg },
 }
-
-local function check_email(args, sub)
-  if args.email ~= nil and not common.is_email(args.email) then
-    return nil, "'" .. args.email .. "' is not an email address"
-  end
-  return true
-end
 
 local function run(args)
   local sub = args.subcommand
   local name = "accounts " .. sub
   local mode = common.mode(args)
-  local ok, eerr = check_email(args, sub)
-  if not ok then return common.usage_error(name, eerr) end
 
   -- Check the arguments before anything else (and before reading secrets).
   local call, label, result_word
@@ -170,9 +165,8 @@ local function run(args)
     end
     local token, terr = common.read_secret(file, "refresh token file")
     if not token then return common.usage_error(name, terr) end
-    if #token < 10 then
-      return common.usage_error(name, "the refresh token must be at least 10 characters")
-    end
+    local tok, verr = validate.refresh_token(token)
+    if not tok then return common.usage_error(name, verr) end
     call, label = { "add_account", token, args.max_jobs }, "POST /accounts (refresh_token)"
   end
 

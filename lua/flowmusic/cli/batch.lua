@@ -3,6 +3,7 @@
 -- A command module of flowmusic.cli.
 -- @module flowmusic.cli.batch
 local common = require "flowmusic.cli.common"
+local validate = require "flowmusic.validate"
 local output = require "flowmusic.cli.output"
 local batchfile = require "flowmusic.cli.batchfile"
 local report = require "flowmusic.cli.usagereport"
@@ -54,8 +55,8 @@ local COLUMNS = {
 local OPS = {
   add = { need = { refresh_token_file = true }, allow = { email = true, max_jobs = true } },
   ["set-max-jobs"] = { need = { email = true, max_jobs = true }, allow = {} },
-  get = { need = { email = true }, allow = {} },
-  delete = { need = { email = true }, allow = {} },
+  get = { need = { email = true }, allow = {}, path = true },
+  delete = { need = { email = true }, allow = {}, path = true },
   usage = { need = { email = true }, allow = {} },
 }
 local OP_NAMES = "add, set-max-jobs, get, delete, usage"
@@ -83,12 +84,12 @@ local function plan_row(row, base_dir)
       end
     end
   end
-  if row.email ~= nil and not common.is_email(row.email) then
-    p.error = ("'%s' is not an email address"):format(tostring(row.email))
-    return p
+  if row.email ~= nil then
+    local ok, err = common.email(row.email, rule.path)
+    if not ok then p.error = err return p end
   end
   if row.max_jobs ~= nil then
-    local n, err = common.integer(row.max_jobs, 1, 16, "max_jobs")
+    local n, err = common.max_jobs(row.max_jobs)
     if not n then p.error = err return p end
     p.max_jobs = n
   end
@@ -101,10 +102,8 @@ local function plan_row(row, base_dir)
     end
     local token, err = common.read_secret(file, "refresh token file")
     if not token then p.error = err return p end
-    if #token < 10 then
-      p.error = ("refresh token file '%s' holds fewer than 10 characters"):format(file)
-      return p
-    end
+    local ok, verr = validate.refresh_token(token)
+    if not ok then p.error = ("refresh token file '%s': %s"):format(file, verr) return p end
     p.call = { "add_account", token, p.max_jobs }
   elseif op == "set-max-jobs" then
     p.call = { "set_max_jobs", row.email, p.max_jobs }

@@ -3,6 +3,7 @@
 -- Exit codes everywhere: 0 success, 1 an operation failed, 2 usage or input error.
 -- @module flowmusic.cli.common
 local output = require "flowmusic.cli.output"
+local validate = require "flowmusic.validate"
 
 local M = {}
 
@@ -27,20 +28,54 @@ local function strip_where(msg)
   return (tostring(msg):gsub("^[^\n]-:%d+: ", ""))
 end
 
+-- A value from the command line or a file, quoted for a message when it is short and
+-- printable, else described.
+local function quoted(s)
+  s = tostring(s)
+  if #s <= 40 and not s:find("[%c\128-\255]") then return "'" .. s .. "'" end
+  return ("(a %d-byte value, not shown)"):format(#s)
+end
+
 --- An integer in [lo, hi] from a string, or nil, message (naming `what`).
 function M.integer(s, lo, hi, what)
   local n = type(s) == "number" and s or (type(s) == "string" and s:match("^%s*[+]?%d+%s*$") and tonumber(s))
   if not n or n ~= math.floor(n) or n < lo or n > hi then
-    return nil, ("%s must be an integer %d-%d, got '%s'"):format(what, lo, hi, tostring(s))
+    return nil, ("%s must be an integer %d-%d, got %s"):format(what, lo, hi, quoted(s))
   end
   return n
 end
 
---- A positive number of seconds from a string, or nil, message.
+--- A positive, finite number of seconds from a decimal string (`30`, `.5`, `1e1`), or nil,
+-- message.
 function M.seconds(s, what)
-  local n = type(s) == "string" and s:match("^%s*%d+%.?%d*%s*$") and tonumber(s)
-  if not n or n <= 0 then return nil, ("%s must be a positive number of seconds, got '%s'"):format(what, tostring(s)) end
+  local mant = type(s) == "string" and s:match("^%s*%+?(%d*%.?%d*)[eE][+-]?%d+%s*$")
+  if not mant then mant = type(s) == "string" and s:match("^%s*%+?(%d*%.?%d*)%s*$") end
+  local n = mant and mant:find("%d") and tonumber(s)
+  if not n or n <= 0 or n ~= n or n == math.huge then
+    return nil, ("%s must be a positive number of seconds, got %s"):format(what, quoted(s))
+  end
   return n
+end
+
+--- maxJobs from a string or a number, judged by the library's rule (flowmusic.validate).
+function M.max_jobs(v, what)
+  local n = v
+  if type(v) == "string" then
+    n = v:match("^%s*[+-]?%d*%.?%d*%s*$") and tonumber(v) or 0 / 0
+  end
+  local ok, msg = validate.max_jobs(n)
+  if ok == nil then
+    msg = msg:gsub("^max_jobs", what or "max_jobs")
+    if type(v) == "string" then msg = msg .. ", got " .. quoted(v) end
+    return nil, msg
+  end
+  return ok
+end
+
+--- An account email, judged by the library's rule (flowmusic.validate); path_use when it
+-- becomes a path segment (/accounts/{email}).
+function M.email(v, path_use)
+  return validate.email(v, path_use)
 end
 
 -- An argparse convert function from a checker returning value or nil, message.
@@ -169,11 +204,6 @@ function M.short_time(s)
   local d, t = s:match("^(%d%d%d%d%-%d%d%-%d%d)T(%d%d:%d%d)")
   if d then return d .. " " .. t end
   return s
-end
-
---- True when s looks like an email address (something@something, no spaces).
-function M.is_email(s)
-  return type(s) == "string" and #s <= 320 and s:find("^[^@%s%c]+@[^@%s%c]+$") ~= nil
 end
 
 M.output = output

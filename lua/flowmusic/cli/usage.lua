@@ -71,9 +71,6 @@ end
 local function run(args)
   local mode = common.mode(args)
   local email = args.email
-  if not common.is_email(email) then
-    return common.usage_error("usage", "'" .. email .. "' is not an email address")
-  end
   local client, cerr = common.client(args)
   if not client then return common.usage_error("usage", cerr) end
   local r = common.call(client, args, "GET /accounts/usage", { "get_usage", email })
@@ -106,6 +103,7 @@ return {
     cmd:description(DESCRIPTION)
     cmd:epilog(EPILOG)
     cmd:argument("EMAIL", "The account's email address."):target("email")
+      :convert(function(v) return common.email(v) end)
     cmd:option("--by", "Show only that table after the totals.")
       :choices({ "day", "type", "song" }):argname("day|type|song"):overwrite(false)
     common.connection_options(cmd)
