@@ -61,6 +61,15 @@ local OPS = {
 }
 local OP_NAMES = "add, set-max-jobs, get, delete, usage"
 
+-- At most this many invalid rows are also written to stderr (all are in the report).
+local MAX_STDERR = 20
+
+-- A refresh_token_file of a row, relative to the batch file's directory.
+local function token_path(file, base_dir)
+  if file:sub(1, 1) ~= "/" then return base_dir .. "/" .. file end
+  return file
+end
+
 local function dir_of(path)
   if path == "-" then return "." end
   return path:match("^(.*)/[^/]*$") or "."
@@ -74,7 +83,10 @@ local function plan_row(row, base_dir)
   local op = row.op
   if not op then p.error = "missing op (one of " .. OP_NAMES .. ")" return p end
   local rule = OPS[op]
-  if not rule then p.error = "unknown op '" .. op .. "' (one of " .. OP_NAMES .. ")" return p end
+  if not rule then
+    p.error = "unknown op " .. batchfile.show(op, common.secrets()) .. " (one of " .. OP_NAMES .. ")"
+    return p
+  end
   for _, k in ipairs(batchfile.KEYS) do
     if k ~= "op" then
       if rule.need[k] and row[k] == nil then p.error = ("%s needs %s"):format(op, k) return p end
@@ -94,9 +106,8 @@ local function plan_row(row, base_dir)
     p.max_jobs = n
   end
   if op == "add" then
-    local file = row.refresh_token_file
-    if file:sub(1, 1) ~= "/" then file = base_dir .. "/" .. file end
-    if file == "-" or row.refresh_token_file == "-" then
+    local file = token_path(row.refresh_token_file, base_dir)
+    if row.refresh_token_file == "-" then
       p.error = "refresh_token_file must name a file"
       return p
     end
@@ -117,17 +128,28 @@ local function plan_row(row, base_dir)
   return p
 end
 
--- Fill a result row from a successful batch result.
+-- Whether an add created the account (the library sets created; on_progress may see it
+-- before the library copied it from the call's values).
+local function created(r)
+  if r.created ~= nil then return r.created end
+  return type(r.values) == "table" and r.values[2] or false
+end
+
+-- Fill a result row from a successful batch result (status "ok" unless it says otherwise).
 local function describe_ok(p, r, out)
   local v = r.value
   if p.op == "add" then
     if type(v) == "table" then
       out.email = type(v.email) == "string" and v.email or p.email
       out.max_jobs = v.maxJobs
-      local msg = r.created and "added" or "refreshed"
+      local msg = created(r) and "added" or "refreshed"
       if type(v.tier) == "string" then msg = msg .. " (" .. v.tier .. ")" end
-      if p.email and out.email ~= p.email then
-        msg = msg .. "; note: the token belongs to " .. tostring(out.email) .. ", not " .. p.email
+      if p.email and tostring(out.email):lower() ~= p.email:lower() then
+        -- The row named another account: the add went to the token's own account.
+        out.status = "failed"
+        out.message = ("the refresh token belongs to %s, not %s: it %s %s"):format(tostring(out.email),
+          p.email, msg, tostring(out.email))
+        return
       end
       if type(v.error) == "string" then msg = msg .. "; account needs re-authentication: " .. v.error end
       out.message = msg
@@ -171,10 +193,11 @@ local function run(opts)
   local concurrency = opts.concurrency
 
   local path = opts.file
-  local text, rerr = common.read_file(path, "batch file")
+  local text, rerr = common.read_file(path, "batch file", batchfile.MAX_BYTES)
   if not text then return common.usage_error("batch", rerr) end
   local format = opts.format or batchfile.detect(path, text)
-  local rows, perr = batchfile.parse(text, format)
+  local rows, perr = batchfile.parse(text, format, common.secrets())
+  text = nil -- luacheck: ignore (let the collector have it)
   if not rows then
     return common.usage_error("batch", (path == "-" and "standard input" or path) .. ": " .. perr)
   end
@@ -184,17 +207,31 @@ local function run(opts)
   local base_dir = dir_of(path)
   local plan, calls, index_of = {}, {}, {}
   local invalid = 0
+  -- Token files are looked at (regular file?) in one go before they are read.
+  local token_files = {}
+  for _, row in ipairs(rows) do
+    if row.op == "add" and type(row.refresh_token_file) == "string" then
+      token_files[#token_files + 1] = token_path(row.refresh_token_file, base_dir)
+    end
+  end
+  common.prefetch_kinds(token_files)
   for i, row in ipairs(rows) do
     local p = plan_row(row, base_dir)
     plan[i] = p
     if p.error then
       invalid = invalid + 1
       p.error = ("line %d: %s"):format(p.line, p.error)
-      io.stderr:write("flowmusic batch: ", name, ": ", p.error, "\n")
+      if invalid <= MAX_STDERR then
+        io.stderr:write("flowmusic batch: ", common.clean(name), ": ", common.clean(p.error), "\n")
+      end
     else
       calls[#calls + 1] = p.call
       index_of[#calls] = i
     end
+  end
+  if invalid > MAX_STDERR then
+    io.stderr:write(("flowmusic batch: ... and %d more invalid rows (every one is in the report)\n")
+      :format(invalid - MAX_STDERR))
   end
 
   local results = {}
@@ -205,16 +242,12 @@ local function run(opts)
     if not client then return common.usage_error("batch", cerr) end
     local show = opts.progress or (not opts.no_progress and output.isatty(io.stderr))
     local bar = output.progress(show, io.stderr)
-    local ok, res = pcall(client.batch, client, calls, {
+    local res = client:batch(calls, {
       concurrency = concurrency,
       on_progress = function(done, total) bar:update(done, total) end,
     })
     bar:finish()
     client:close()
-    if not ok then
-      common.say("batch", "internal error: " .. tostring(res))
-      return common.USAGE
-    end
     for j, r in ipairs(res) do results[index_of[j]] = r end
   end
   for _, p in ipairs(plan) do p.call = nil end -- drop the tokens as soon as possible
@@ -236,8 +269,8 @@ local function run(opts)
       out.elapsed_ms = r.elapsed and math.floor(r.elapsed * 1000 + 0.5) or nil
       if r.ok then
         out.status = "ok"
-        counts.ok = counts.ok + 1
         describe_ok(p, r, out)
+        counts[out.status] = counts[out.status] + 1
       else
         out.status = "failed"
         counts.failed = counts.failed + 1

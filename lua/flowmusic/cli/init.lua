@@ -119,7 +119,7 @@ end
 local function internal_message(e)
   if type(e) == "table" and e.message then e = e.message end
   local s = tostring(e):gsub("\n.*$", "")
-  s = s:gsub("[^%s:'\"]*%.lua:%d+:%s*", "")
+  s = s:gsub("^[^\n]-:%d+: ", ""):gsub("[^%s:'\"]*%.lua:%d+:%s*", "")
   return s
 end
 
