@@ -86,7 +86,7 @@ function Cli:spawn(argv, opts)
   -- The subshell records the exit status when the command ends; $! is the command's pid.
   local p = io.popen("sh -c " .. q("(" .. self:command(argv, opts) .. ") <" .. q(stdin) .. " >" .. q(base .. ".out")
     .. " 2>" .. q(base .. ".err") .. " & pid=$!; echo $pid; wait $pid; echo $? >" .. q(base .. ".rc"))
-    .. " &")
+    .. " 2>/dev/null &")
   local pid = tonumber(p:read("*l"))
   p:close()
   local h = { pid = pid }

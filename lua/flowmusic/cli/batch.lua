@@ -190,8 +190,6 @@ end
 
 local function run(opts)
   local mode = common.mode(opts)
-  local concurrency = opts.concurrency
-
   local path = opts.file
   local text, rerr = common.read_file(path, "batch file", batchfile.MAX_BYTES)
   if not text then return common.usage_error("batch", rerr) end
@@ -217,6 +215,7 @@ local function run(opts)
   common.prefetch_kinds(token_files)
   for i, row in ipairs(rows) do
     local p = plan_row(row, base_dir)
+    p.file = row.refresh_token_file
     plan[i] = p
     if p.error then
       invalid = invalid + 1
@@ -229,40 +228,34 @@ local function run(opts)
       index_of[#calls] = i
     end
   end
+  rows = nil -- luacheck: ignore
   if invalid > MAX_STDERR then
     io.stderr:write(("flowmusic batch: ... and %d more invalid rows (every one is in the report)\n")
       :format(invalid - MAX_STDERR))
   end
 
-  local results = {}
   local client
   if not opts.dry_run and #calls > 0 then
     local cerr
     client, cerr = common.client(opts)
     if not client then return common.usage_error("batch", cerr) end
-    local show = opts.progress or (not opts.no_progress and output.isatty(io.stderr))
-    local bar = output.progress(show, io.stderr)
-    local res = client:batch(calls, {
-      concurrency = concurrency,
-      on_progress = function(done, total) bar:update(done, total) end,
-    })
-    bar:finish()
-    client:close()
-    for j, r in ipairs(res) do results[index_of[j]] = r end
   end
-  for _, p in ipairs(plan) do p.call = nil end -- drop the tokens as soon as possible
 
+  -- Rows are written in file order, each as soon as it and every row before it are known
+  -- (--json/--csv flush each one: a run that is killed leaves every completed row behind).
   local w = output.writer(mode, COLUMNS)
   local counts = { ok = 0, failed = 0, invalid = invalid, planned = 0 }
-  for i, p in ipairs(plan) do
+  local results = {}  -- plan index -> batch result, until its row is written
+  local next_row = 1
+  local function row_of(i)
+    local p = plan[i]
     local out = { line = p.line, op = p.op, email = p.email, max_jobs = p.max_jobs }
     if p.error then
       out.status, out.message = "invalid", p.error
     elseif opts.dry_run then
       out.status = "planned"
       counts.planned = counts.planned + 1
-      out.message = p.op == "add" and "would add/refresh from " .. tostring(rows[i].refresh_token_file)
-        or ("would " .. p.op)
+      out.message = p.op == "add" and "would add/refresh from " .. tostring(p.file) or ("would " .. p.op)
     else
       local r = results[i]
       out.http_status, out.attempts = r.status, r.attempts
@@ -270,28 +263,65 @@ local function run(opts)
       if r.ok then
         out.status = "ok"
         describe_ok(p, r, out)
-        counts[out.status] = counts[out.status] + 1
       else
         out.status = "failed"
-        counts.failed = counts.failed + 1
         out.message = common.error_message(r)
       end
+      counts[out.status] = counts[out.status] + 1
+    end
+    return out
+  end
+  local function write_ready()
+    while next_row <= #plan do
+      local p = plan[next_row]
+      if not p.error and not opts.dry_run and results[next_row] == nil then return end
+      w:add(row_of(next_row))
+      -- Keep nothing of a written row: not its decoded answer, not its token.
+      if results[next_row] then results[next_row].value = nil end
+      results[next_row], plan[next_row] = nil, { line = p.line }
+      next_row = next_row + 1
+    end
+  end
+
+  write_ready()
+  if client then
+    local show = opts.progress or (not opts.no_progress and output.isatty(io.stderr))
+    local bar = output.progress(show, io.stderr)
+    local function take(j, r)
+      local i = index_of[j]
+      if results[i] ~= nil or i < next_row then return end
+      results[i] = r
+      plan[i].call = nil
       if opts.verbose then
-        io.stderr:write(common.verbose_line(("line %d %s %s"):format(p.line, p.op, tostring(out.email or "")), r), "\n")
+        local p = plan[i]
+        io.stderr:write(common.clean(common.verbose_line(("line %d %s %s"):format(p.line, p.op,
+          tostring(r.ok and type(r.value) == "table" and p.op == "add" and r.value.email or p.email or "")), r)), "\n")
       end
     end
-    w:add(out)
+    local res = client:batch(calls, {
+      concurrency = opts.concurrency,
+      on_progress = function(done, total, j, r)
+        bar:update(done, total)
+        take(j, r)
+        write_ready()
+      end,
+    })
+    bar:finish()
+    client:close()
+    for j, r in ipairs(res) do take(j, r) end
   end
+  write_ready()
   w:finish()
 
   local elapsed = clock() - started
   local summary
+  local n = #plan
   if opts.dry_run then
-    summary = ("dry run: %d row%s, %d planned, %d invalid; nothing sent"):format(#plan,
-      #plan == 1 and "" or "s", counts.planned, counts.invalid)
+    summary = ("dry run: %d row%s, %d planned, %d invalid; nothing sent"):format(n,
+      n == 1 and "" or "s", counts.planned, counts.invalid)
   else
-    summary = ("%d row%s: %d ok, %d failed, %d skipped (invalid) in %.2f s"):format(#plan,
-      #plan == 1 and "" or "s", counts.ok, counts.failed, counts.invalid, elapsed)
+    summary = ("%d row%s: %d ok, %d failed, %d skipped (invalid) in %.2f s"):format(n,
+      n == 1 and "" or "s", counts.ok, counts.failed, counts.invalid, elapsed)
   end
   local sink = mode == "table" and io.stdout or io.stderr
   sink:write(summary, "\n")
