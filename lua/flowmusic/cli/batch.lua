@@ -193,6 +193,7 @@ local function run(opts)
   local path = opts.file
   local text, rerr = common.read_file(path, "batch file", batchfile.MAX_BYTES)
   if not text then return common.usage_error("batch", rerr) end
+  if opts.token_file then common.api_token(opts) end -- known before anything is quoted
   local format = opts.format or batchfile.detect(path, text)
   local rows, perr = batchfile.parse(text, format, common.secrets())
   text = nil -- luacheck: ignore (let the collector have it)
@@ -249,7 +250,7 @@ local function run(opts)
   local next_row = 1
   local function row_of(i)
     local p = plan[i]
-    local out = { line = p.line, op = p.op, email = p.email, max_jobs = p.max_jobs }
+    local out = { line = p.line, op = common.redact(p.op), email = common.redact(p.email), max_jobs = p.max_jobs }
     if p.error then
       out.status, out.message = "invalid", p.error
     elseif opts.dry_run then

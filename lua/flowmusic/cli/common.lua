@@ -207,16 +207,29 @@ function M.read_file(path, what, max)
   return data
 end
 
--- Secrets this process holds (API token, refresh tokens read): never quoted in a message.
+-- API tokens read from --token-file: never quoted in a message.
 local held = {}
 
---- The secrets read so far, plus $USEAPI_TOKEN: strings never to quote in a message.
+--- The API tokens this process holds ($USEAPI_TOKEN, --token-file once read): strings never
+-- to quote in a message or echo in a report.
 function M.secrets()
   local list = {}
   for i, s in ipairs(held) do list[i] = s end
   local env = os.getenv("USEAPI_TOKEN")
   if env and env ~= "" then list[#list + 1] = env end
   return list
+end
+
+--- A value from the input for the report, unless it holds a secret (or is part of one):
+-- then a description of its size.
+function M.redact(v)
+  if type(v) ~= "string" then return v end
+  for _, secret in ipairs(M.secrets()) do
+    if #secret >= 8 and (v:find(secret, 1, true) or (#v >= 8 and secret:find(v, 1, true))) then
+      return ("(a %d-byte value, not shown)"):format(#v)
+    end
+  end
+  return v
 end
 
 --- Read a secret (API token or refresh token) from a file or "-": at most 64 KiB, trailing
@@ -232,8 +245,29 @@ function M.read_secret(path, what)
   if data:find("[\r\n]") then
     return nil, ("%s '%s' must hold a single line"):format(what, named(path))
   end
-  held[#held + 1] = data
   return data
+end
+
+local api_tokens = {} -- token file -> its token (read once)
+
+--- The API token from --token-file (read once, then remembered as a secret never to quote),
+-- else from $USEAPI_TOKEN; or nil, message.
+function M.api_token(args)
+  if args.token_file then
+    local tok = api_tokens[args.token_file]
+    if tok then return tok end
+    local err
+    tok, err = M.read_secret(args.token_file, "token file")
+    if not tok then return nil, err end
+    api_tokens[args.token_file] = tok
+    held[#held + 1] = tok
+    return tok
+  end
+  local env = os.getenv("USEAPI_TOKEN")
+  if env == nil or env == "" then
+    return nil, "no API token: set USEAPI_TOKEN or pass --token-file FILE"
+  end
+  return env
 end
 
 --- Make a client from the options (--token-file, --base-url, --timeout, --retries) and the
@@ -241,16 +275,9 @@ end
 function M.client(args)
   local flowmusic = require "flowmusic"
   local o = {}
-  if args.token_file then
-    local tok, err = M.read_secret(args.token_file, "token file")
-    if not tok then return nil, err end
-    o.token = tok
-  else
-    local env = os.getenv("USEAPI_TOKEN")
-    if env == nil or env == "" then
-      return nil, "no API token: set USEAPI_TOKEN or pass --token-file FILE"
-    end
-  end
+  local tok, err = M.api_token(args)
+  if not tok then return nil, err end
+  if args.token_file then o.token = tok end
   if args.base_url then o.base_url = args.base_url end
   o.timeout, o.retries = args.timeout, args.retries
   if o.timeout then

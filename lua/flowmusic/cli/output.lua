@@ -95,6 +95,7 @@ local function replacement() return "\239\191\189" end
 -- A JSON string: always valid UTF-8 (bytes that aren't become U+FFFD), control characters
 -- (C0, DEL, C1) escaped.
 local function json_string(s)
+  if not s:find('[%z\1-\31"\\\127-\255]') then return '"' .. s .. '"' end
   s = fix_utf8(s, replacement):gsub('[%z\1-\31"\\\127]', u_escape)
   return '"' .. s:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end) .. '"'
 end
@@ -139,7 +140,7 @@ end
 -- @param row table
 function M.json_row(columns, row)
   local parts = {}
-  for i, c in ipairs(columns) do parts[i] = json_string(c.key) .. ":" .. M.json(row[c.key]) end
+  for i, c in ipairs(columns) do parts[i] = '"' .. c.key .. '":' .. M.json(row[c.key]) end
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
