@@ -260,6 +260,7 @@ describe("flowmusic CLI", function()
       assert.truthy(contains(err, "404"))
       -- Emails are judged by the library's rule (flowmusic.validate), before anything is sent.
       local before = sb:requests().total
+      local _
       code, _, err = run("accounts get usage")
       assert.equal(2, code)
       assert.truthy(contains(err, select(2, require("flowmusic.validate").email("usage", true))), err)
@@ -575,6 +576,7 @@ describe("flowmusic CLI", function()
       assert.truthy(err:find("line 3 add new@example.com: 201, 1 attempt"), err)
       assert_no_secret(out, "stdout")
       assert_no_secret(err, "stderr")
+      local _
       _, out, err = run("batch " .. q(file) .. " --verbose --json --dry-run")
       assert_no_secret(out .. err, "dry run")
     end)
@@ -586,6 +588,7 @@ describe("flowmusic CLI", function()
       assert.equal(0, code)
       assert.truthy(contains(err, "] 2/2"))
       assert.falsy(contains(out, "2/2"))
+      local _
       _, _, err = run("batch " .. q(file) .. " --json")
       assert.falsy(contains(err, "] 2/2"))
     end)

@@ -69,7 +69,8 @@ describe("flowmusic CLI validation", function()
     assert.equal(2, code)
     assert.truthy(contains(err, empty), err)
     local dir = c.tmp
-    local f = cli.spit(dir .. "/emails.jsonl", '{"op":"get","email":"usage"}\n{"op":"usage","email":"a\\u001bb@x.com"}\n')
+    local f = cli.spit(dir .. "/emails.jsonl",
+      '{"op":"get","email":"usage"}\n{"op":"usage","email":"a\\u001bb@x.com"}\n')
     local out
     code, out = c:run("batch " .. cli.q(f) .. " --json")
     assert.equal(2, code)

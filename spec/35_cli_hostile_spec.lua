@@ -146,8 +146,9 @@ describe("flowmusic CLI under hostile input", function()
     assert.falsy(contains(out .. err, word_token), out .. err)
     -- A short plain column is still named.
     f = cli.spit(dir .. "/mail.csv", "op,mail\n")
-    code, _, err = run_bounded("batch " .. cli.q(f))
+    code, out, err = run_bounded("batch " .. cli.q(f))
     assert.equal(2, code)
+    assert.equal("", out)
     assert.truthy(contains(err, "unknown column 'mail'"), err)
   end)
 

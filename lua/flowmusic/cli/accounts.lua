@@ -154,7 +154,8 @@ local function run(args)
     local file = args.refresh_token_file
     if args.stdin ~= nil and args.stdin ~= "-" then
       return common.usage_error(name,
-        "refresh tokens are never taken from the command line: use --refresh-token-file FILE, or - to read standard input")
+        "refresh tokens are never taken from the command line: use --refresh-token-file FILE, "
+          .. "or - to read standard input")
     end
     if args.stdin then
       if file then return common.usage_error(name, "give either --refresh-token-file or -, not both") end
@@ -202,7 +203,8 @@ local function run(args)
     end
   elseif sub == "delete" then
     if mode == "table" then
-      io.stdout:write("deleted ", common.clean(args.email), r.note and (" (" .. common.clean(r.note) .. ")") or "", "\n")
+      local note = r.note and (" (" .. common.clean(r.note) .. ")") or ""
+      io.stdout:write("deleted ", common.clean(args.email), note, "\n")
     else
       local w = output.writer(mode, { { key = "result" }, { key = "email" }, { key = "note" } })
       w:add({ result = "deleted", email = args.email, note = r.note })

@@ -154,7 +154,9 @@ local function parse_csv(text, secrets)
             return nil, ("line %d: unknown column %s in the header (expected op,email,max_jobs,refresh_token_file)")
               :format(n, M.show(f, secrets))
           end
-          if seen[f] then return nil, ("line %d: column %s appears twice in the header"):format(n, M.show(f, secrets)) end
+          if seen[f] then
+            return nil, ("line %d: column %s appears twice in the header"):format(n, M.show(f, secrets))
+          end
           seen[f] = true
           fields[i] = f
         end
@@ -179,7 +181,9 @@ local function parse_csv(text, secrets)
       if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one batch)"):format(M.MAX_ROWS) end
     end
   end
-  if not header then return nil, EMPTY:format(": CSV starts with the header row op,email,max_jobs,refresh_token_file") end
+  if not header then
+    return nil, EMPTY:format(": CSV starts with the header row op,email,max_jobs,refresh_token_file")
+  end
   if #rows == 0 then return nil, EMPTY:format(" after the header") end
   return rows
 end
@@ -209,11 +213,11 @@ local function parse_jsonl(text, secrets)
         for _, k in ipairs(keys) do
           local v = doc[k]
           if not KNOWN[k] then
-            bad = bad or ("unknown key %s (expected op, email, max_jobs, refresh_token_file)"):format(M.show(k, secrets))
-          elseif v == core.null or v == "" then -- absent
-          elseif type(v) == "string" or (k == "max_jobs" and type(v) == "number") then
+            bad = bad or ("unknown key %s (expected op, email, max_jobs, refresh_token_file)")
+              :format(M.show(k, secrets))
+          elseif (type(v) == "string" and v ~= "") or (k == "max_jobs" and type(v) == "number") then
             row[k] = v
-          else
+          elseif v ~= core.null and v ~= "" then -- null and "" stand for absent
             bad = bad or ("'%s' must be a %s"):format(k, k == "max_jobs" and "number" or "string")
           end
         end
