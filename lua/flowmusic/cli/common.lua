@@ -8,6 +8,8 @@ local validate = require "flowmusic.validate"
 local M = {}
 
 M.OK, M.FAILED, M.USAGE = 0, 1, 2
+--- Exit codes of a run stopped by SIGINT / SIGTERM (128 + the signal number).
+M.SIGINT, M.SIGTERM = 130, 143
 
 --- Escape control characters (and bytes that aren't UTF-8) for a terminal: ESC -> `\27`.
 M.clean = output.escape

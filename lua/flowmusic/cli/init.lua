@@ -161,10 +161,15 @@ function M.run(argv)
   local code
   ok, code = xpcall(function() return mod.run(args) end, function(e)
     if type(e) == "table" and getmetatable(e) == Stop then return e end
+    -- The standalone interpreter's own SIGINT handler raises "interrupted!" in Lua code.
+    if type(e) == "string" and e:find("interrupted!$") then return setmetatable({ code = common.SIGINT }, Stop) end
     return internal_message(e)
   end)
   if ok then return code or common.OK end
-  if getmetatable(code) == Stop then return code.code end
+  if getmetatable(code) == Stop then
+    if code.code == common.SIGINT then common.say(mod.name, "interrupted") end
+    return code.code
+  end
   common.say(mod.name, "internal error: " .. code)
   return common.FAILED
 end
