@@ -3,6 +3,7 @@
 -- A command module of flowmusic.cli.
 -- @module flowmusic.cli.batch
 local common = require "flowmusic.cli.common"
+local defaults = require "flowmusic.defaults"
 local validate = require "flowmusic.validate"
 local output = require "flowmusic.cli.output"
 local batchfile = require "flowmusic.cli.batchfile"
@@ -128,13 +129,6 @@ local function plan_row(row, base_dir)
   return p
 end
 
--- Whether an add created the account (the library sets created; on_progress may see it
--- before the library copied it from the call's values).
-local function created(r)
-  if r.created ~= nil then return r.created end
-  return type(r.values) == "table" and r.values[2] or false
-end
-
 -- Fill a result row from a successful batch result (status "ok" unless it says otherwise).
 local function describe_ok(p, r, out)
   local v = r.value
@@ -142,7 +136,7 @@ local function describe_ok(p, r, out)
     if type(v) == "table" then
       out.email = type(v.email) == "string" and v.email or p.email
       out.max_jobs = v.maxJobs
-      local msg = created(r) and "added" or "refreshed"
+      local msg = r.created and "added" or "refreshed"
       if type(v.tier) == "string" then msg = msg .. " (" .. v.tier .. ")" end
       if p.email and tostring(out.email):lower() ~= p.email:lower() then
         -- The row named another account: the add went to the token's own account.
@@ -338,10 +332,11 @@ return {
     cmd:description(DESCRIPTION)
     cmd:epilog(EPILOG)
     cmd:argument("FILE", "The batch file ('-': standard input)."):target("file")
-    cmd:option("--concurrency", "Requests in flight at once, 1-50; rows run in no particular "
+    cmd:option("--concurrency", "Requests in flight at once, 1-" .. defaults.max_concurrency
+      .. "; rows run in no particular "
       .. "order, use --concurrency 1 to run them one by one in order.")
-      :argname("N"):default("8"):overwrite(false)
-      :convert(common.converter(common.integer, 1, 50, "--concurrency"))
+      :argname("N"):default(tostring(defaults.cli_concurrency)):overwrite(false)
+      :convert(common.converter(common.integer, 1, defaults.max_concurrency, "--concurrency"))
     cmd:flag("--dry-run", "Check every row (and read the token files) and print the plan; "
       .. "nothing is sent and no API token is needed.")
     cmd:option("--format", "csv or jsonl, instead of guessing."):choices({ "csv", "jsonl" })

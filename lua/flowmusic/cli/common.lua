@@ -4,6 +4,7 @@
 -- @module flowmusic.cli.common
 local output = require "flowmusic.cli.output"
 local validate = require "flowmusic.validate"
+local defaults = require "flowmusic.defaults"
 
 local M = {}
 
@@ -38,6 +39,14 @@ local function quoted(s)
   return ("(a %d-byte value, not shown)"):format(#s)
 end
 
+--- A retry count from a string, judged by the library's rule (0 to defaults.max_retries).
+function M.retries(s, what)
+  local n = type(s) == "string" and s:match("^%s*[+]?%d+%s*$") and tonumber(s)
+  local ok, msg = validate.retries(n or -1, what, defaults.max_retries)
+  if not ok then return nil, ("%s, got %s"):format(msg, quoted(s)) end
+  return ok
+end
+
 --- An integer in [lo, hi] from a string, or nil, message (naming `what`).
 function M.integer(s, lo, hi, what)
   local n = type(s) == "number" and s or (type(s) == "string" and s:match("^%s*[+]?%d+%s*$") and tonumber(s))
@@ -53,10 +62,9 @@ function M.seconds(s, what)
   local mant = type(s) == "string" and s:match("^%s*%+?(%d*%.?%d*)[eE][+-]?%d+%s*$")
   if not mant then mant = type(s) == "string" and s:match("^%s*%+?(%d*%.?%d*)%s*$") end
   local n = mant and mant:find("%d") and tonumber(s)
-  if not n or n <= 0 or n ~= n or n == math.huge then
-    return nil, ("%s must be a positive number of seconds, got %s"):format(what, quoted(s))
-  end
-  return n
+  local ok, msg = validate.seconds(n or 0 / 0, what)
+  if not ok then return nil, ("%s, got %s"):format(msg, quoted(s)) end
+  return ok
 end
 
 --- maxJobs from a string or a number, judged by the library's rule (flowmusic.validate).
@@ -97,12 +105,13 @@ function M.connection_options(cmd)
   cmd:group("Connection options",
     cmd:option("--token-file", "Read the useapi.net API token from FILE (default: $USEAPI_TOKEN).")
       :argname("FILE"):overwrite(false),
-    cmd:option("--base-url", "API base URL (default: $FLOWMUSIC_BASE_URL, else https://api.useapi.net/v1/flowmusic).")
+    cmd:option("--base-url", "API base URL (default: $FLOWMUSIC_BASE_URL, else " .. defaults.base_url .. ").")
       :argname("URL"):overwrite(false),
-    cmd:option("--timeout", "Seconds per attempt (default 30).")
+    cmd:option("--timeout", ("Seconds per attempt (default %s)."):format(defaults.timeout))
       :argname("SECS"):overwrite(false):convert(converter(M.seconds, "--timeout")),
-    cmd:option("--retries", "Re-sends after a failed attempt, 0-20 (default 3).")
-      :argname("N"):overwrite(false):convert(converter(M.integer, 0, 20, "--retries")),
+    cmd:option("--retries", ("Re-sends after a failed attempt, 0-%d (default %d).")
+      :format(defaults.max_retries, defaults.retries))
+      :argname("N"):overwrite(false):convert(converter(M.retries, "--retries")),
     cmd:flag("--verbose", "Per-request timing and attempts on stderr (never any secret).")
   )
 end
@@ -283,7 +292,8 @@ function M.client(args)
   if args.base_url then o.base_url = args.base_url end
   o.timeout, o.retries = args.timeout, args.retries
   if o.timeout then
-    o.deadline = math.max(60, o.timeout * ((o.retries or 3) + 1) + 10)
+    -- Long attempts get a deadline that leaves room for every retry.
+    o.deadline = math.max(defaults.deadline, o.timeout * ((o.retries or defaults.retries) + 1) + 10)
   end
   local ok, client = pcall(flowmusic.new, o)
   if not ok then

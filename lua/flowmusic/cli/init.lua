@@ -11,6 +11,7 @@
 -- @module flowmusic.cli
 local argparse = require "argparse"
 local common = require "flowmusic.cli.common"
+local defaults = require "flowmusic.defaults"
 
 local M = {}
 
@@ -29,8 +30,8 @@ local EPILOG = [[
 Connection and output options (accounts, usage, batch; see COMMAND --help):
   --token-file FILE  the useapi.net API token (default: $USEAPI_TOKEN)
   --base-url URL     API base URL (default: $FLOWMUSIC_BASE_URL, else
-                     https://api.useapi.net/v1/flowmusic)
-  --timeout SECS     seconds per attempt (default 30); --retries N (0-20, default 3)
+                     %s)
+  --timeout SECS     seconds per attempt (default %s); --retries N (0-%d, default %d)
   --json | --csv     machine output on stdout: JSON Lines or CSV (default: a table)
   --verbose          per-request timing and attempts on stderr
 Secrets (the API token, refresh tokens) are never printed, not even with --verbose.
@@ -83,7 +84,8 @@ end
 --- Build the parser.
 -- @return parser, and a table command name -> command module
 function M.parser()
-  local parser = argparse("flowmusic"):description(DESCRIPTION):epilog(EPILOG)
+  local parser = argparse("flowmusic"):description(DESCRIPTION)
+    :epilog(EPILOG:format(defaults.base_url, defaults.timeout, defaults.max_retries, defaults.retries))
   parser:command_target("command")
   parser:usage_max_width(88):help_max_width(88)
   parser:flag("--version", "Print the version of the flowmusic library and exit.")
@@ -109,7 +111,9 @@ local function help_of(p) return p:get_help() .. "\n" end
 -- Report a usage error from argparse: usage line, message, hint; exit status 2.
 local function usage_error(p, msg)
   local name = fullname(p)
-  msg = tostring(msg):gsub("[^\n]+", common.clean):gsub("\nDid you mean", " (did you mean"):gsub("%?$", "?)")
+  msg = tostring(msg):gsub("[^\n]+", common.clean)
+  local head, hint = msg:match("^(.-)\nDid you mean (.*)$")
+  if head then msg = head .. " (did you mean " .. hint .. ")" end
   io.stderr:write(p:get_usage(), "\n\n", name, ": ", msg, "\n",
     "try '", name, " --help'\n")
   return common.USAGE
