@@ -96,7 +96,8 @@ examples:
   flowmusic accounts delete someone@example.com
 
 exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usage or
-input error (unknown option, bad N, unreadable or empty token file, no API token).]]
+input error (unknown option, bad N, unreadable or empty token file, no API token),
+130/143 interrupted by SIGINT/SIGTERM.]]
 
 -- The EMAIL argument; path_use: it becomes a path segment (/accounts/{email}).
 local function email_arg(cmd, path_use)
@@ -136,6 +137,7 @@ The token is read from --refresh-token-file FILE or from standard input ('-' or
 }
 
 local function run(args)
+  common.catch_signals()
   local sub = args.subcommand
   local name = "accounts " .. sub
   local mode = common.mode(args)

@@ -32,10 +32,15 @@ refresh_token_file is relative to FILE's directory (to the current directory for
 the token is read from it (trailing newline trimmed) and never printed.]]
 
 local EPILOG = [[
-output: one row per input row with line, op, email, status (ok, failed, invalid; planned
-in a dry run), http_status, max_jobs, attempts, elapsed_ms, message. A malformed row is
-reported with its line number (also on stderr) and the other rows still run. A summary
-line follows (on stderr with --json / --csv, so stdout stays parseable).
+output: one row per input row with line, op, email, status (ok, failed, invalid;
+planned in a dry run; interrupted or not_run after Ctrl-C), http_status, max_jobs,
+attempts, elapsed_ms, message. A malformed row is reported with its line number (also on
+stderr) and the other rows still run. With --json / --csv each row is written as soon as
+it and every row before it are done. A summary line follows (on stderr with --json /
+--csv, so stdout stays parseable).
+
+SIGINT or SIGTERM stops the run: nothing new starts, requests in flight get 2 s, then
+every row is reported; a second Ctrl-C aborts at once.
 
 examples:
   flowmusic batch examples/batch.csv
@@ -43,7 +48,8 @@ examples:
   flowmusic batch ops.csv --concurrency 16 --json > results.jsonl
 
 exit status: 0 every row succeeded, 1 some operation failed, 2 usage or input error
-(bad options, unreadable file or header, or at least one invalid row).]]
+(bad options, unreadable file or header, or at least one invalid row), 130/143
+interrupted by SIGINT/SIGTERM.]]
 
 local COLUMNS = {
   { key = "line", title = "LINE", right = true }, { key = "op", title = "OP" },
@@ -183,6 +189,7 @@ local function clock()
 end
 
 local function run(opts)
+  common.catch_signals()
   local mode = common.mode(opts)
   local path = opts.file
   local text, rerr = common.read_file(path, "batch file", batchfile.MAX_BYTES)
@@ -239,7 +246,7 @@ local function run(opts)
   -- Rows are written in file order, each as soon as it and every row before it are known
   -- (--json/--csv flush each one: a run that is killed leaves every completed row behind).
   local w = output.writer(mode, COLUMNS)
-  local counts = { ok = 0, failed = 0, invalid = invalid, planned = 0 }
+  local counts = { ok = 0, failed = 0, invalid = invalid, planned = 0, interrupted = 0, not_run = 0 }
   local results = {}  -- plan index -> batch result, until its row is written
   local next_row = 1
   local function row_of(i)
@@ -258,6 +265,10 @@ local function run(opts)
       if r.ok then
         out.status = "ok"
         describe_ok(p, r, out)
+      elseif type(r.err) == "table" and r.err.kind == "cancelled" then
+        -- Stopped by a signal: never started, or dropped in flight (outcome unknown for writes).
+        out.status = r.err.reason == "not_run" and "not_run" or "interrupted"
+        out.message = common.error_message(r)
       else
         out.status = "failed"
         out.message = common.error_message(r)
@@ -295,6 +306,7 @@ local function run(opts)
     end
     local res = client:batch(calls, {
       concurrency = opts.concurrency,
+      cancel = common.cancel,
       on_progress = function(done, total, j, r)
         bar:update(done, total)
         take(j, r)
@@ -318,8 +330,15 @@ local function run(opts)
     summary = ("%d row%s: %d ok, %d failed, %d skipped (invalid) in %.2f s"):format(n,
       n == 1 and "" or "s", counts.ok, counts.failed, counts.invalid, elapsed)
   end
+  local stopped, signame = common.interrupted()
+  if stopped then
+    summary = summary:gsub(" skipped %(invalid%)", (" skipped (invalid), %d interrupted, %d not run")
+      :format(counts.interrupted, counts.not_run), 1) .. "; interrupted by " .. signame
+    common.reported_interruption = true
+  end
   local sink = mode == "table" and io.stdout or io.stderr
   sink:write(summary, "\n")
+  if stopped then return stopped end
   if counts.invalid > 0 then return common.USAGE end
   if counts.failed > 0 then return common.FAILED end
   return common.OK

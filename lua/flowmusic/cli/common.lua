@@ -309,10 +309,46 @@ function M.verbose_line(label, r)
     (r.attempts or 0) == 1 and "" or "s", (r.elapsed or 0) * 1000)
 end
 
+-- The library's signal counter (flowmusic.signals) once a command asked to catch signals.
+local signals
+
+--- Count SIGINT and SIGTERM from now on instead of dying (the library's opt-in handler):
+-- commands that talk to the API call this first, pass `M.cancel` as the batch option
+-- `cancel`, and main turns a caught signal into exit status 130 (SIGINT) or 143 (SIGTERM).
+-- Returns true when signals are caught (false when the library can't be loaded).
+function M.catch_signals()
+  if signals then return true end
+  local ok, lib = pcall(require, "flowmusic")
+  if not ok or type(lib.signals) ~= "table" or not lib.signals.catch then return false end
+  lib.signals.catch()
+  signals = lib.signals
+  return true
+end
+
+--- The batch option `cancel`: nil while no signal came, "stop" after the first (nothing new
+-- starts, transfers in flight get the grace period), "abort" after the second.
+function M.cancel()
+  if not signals then return nil end
+  local n = signals.caught()
+  if n >= 2 then return "abort" end
+  if n == 1 then return "stop" end
+  return nil
+end
+
+--- After a caught signal: the exit status (130 SIGINT, 143 SIGTERM) and the signal's name;
+-- nil when none came.
+function M.interrupted()
+  if not signals then return nil end
+  local n, last = signals.caught()
+  if n == 0 then return nil end
+  if last == signals.SIGTERM then return M.SIGTERM, "SIGTERM" end
+  return M.SIGINT, "SIGINT"
+end
+
 --- Run one client call through client:batch (to learn status, attempts and elapsed time).
 -- @return the batch result { ok, value, err, status, attempts, elapsed, created, note }
 function M.call(client, args, label, call)
-  local r = client:batch({ call }, { concurrency = 1 })[1]
+  local r = client:batch({ call }, { concurrency = 1, cancel = M.cancel })[1]
   if args.verbose then io.stderr:write(M.clean(M.verbose_line(label, r)), "\n") end
   return r
 end

@@ -169,7 +169,15 @@ function M.run(argv)
     if type(e) == "string" and e:find("interrupted!$") then return setmetatable({ code = common.SIGINT }, Stop) end
     return internal_message(e)
   end)
-  if ok then return code or common.OK end
+  if ok then
+    -- A command stopped by SIGINT/SIGTERM (caught by the library) ends with 130/143.
+    local stopped, signame = common.interrupted()
+    if stopped then
+      if not common.reported_interruption then common.say(mod.name, "interrupted by " .. signame) end
+      return stopped
+    end
+    return code or common.OK
+  end
   if getmetatable(code) == Stop then
     if code.code == common.SIGINT then common.say(mod.name, "interrupted") end
     return code.code

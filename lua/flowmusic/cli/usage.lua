@@ -22,7 +22,8 @@ examples:
   flowmusic usage someone@example.com --by song
   flowmusic usage someone@example.com --by day --csv > days.csv
 
-exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usage error.]]
+exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usage error,
+130/143 interrupted by SIGINT/SIGTERM.]]
 
 local DAY_COLUMNS = {
   { key = "key", title = "DAY" },
@@ -69,6 +70,7 @@ local function human(r, email, by)
 end
 
 local function run(args)
+  common.catch_signals()
   local mode = common.mode(args)
   local email = args.email
   local client, cerr = common.client(args)
