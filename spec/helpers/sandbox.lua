@@ -131,7 +131,8 @@ function Sandbox:api(method, path, opts)
   return code, (ok and decoded or text), h
 end
 
---- A control request: JSON in, JSON out.
+--- A control request: JSON in, JSON out. Every request that may carry a body (POST, even
+-- without one) is sent as `Content-Type: application/json`: the sandbox refuses anything else.
 -- @tparam string method
 -- @tparam string path `/__sandbox/...` (a bare name like `reset` is prefixed)
 -- @tparam[opt] table body_table
@@ -140,8 +141,9 @@ end
 function Sandbox:control(method, path, body_table)
   if path:sub(1, 1) ~= "/" then path = "/__sandbox/" .. path end
   local body = body_table and cjson.encode(body_table) or nil
+  local json_type = body or (method ~= "GET" and method ~= "HEAD" and method ~= "DELETE")
   local code, text = self:http(method, path, { body = body,
-    headers = body and { ["Content-Type"] = "application/json" } or nil })
+    headers = json_type and { ["Content-Type"] = "application/json" } or nil })
   if not code then error("sandbox control " .. method .. " " .. path .. ": " .. tostring(text), 2) end
   local ok, decoded = pcall(cjson.decode, text)
   return code, ok and decoded or nil

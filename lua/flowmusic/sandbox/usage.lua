@@ -21,15 +21,21 @@ local ROW_MT = { __jsonorder = { "type", "amount", "conversation_id", "conversat
 local CONV_MT = { __jsonorder = { "conversation_id", "title", "email", "tokens", "credits" } }
 local TITLES = { "Night Drive", "Paper Boats", "Neon Rain", "Low Tide", "Glass Garden" }
 
+--- Most synthetic rows of one account's usage document (`POST /__sandbox/usage` refuses more).
+M.MAX_EVENTS = 200000
+
 --- Store the number of synthetic rows for an account (nil or 0: the default history).
 -- @tparam string email
--- @tparam[opt] number n
+-- @tparam[opt] number n at most `MAX_EVENTS`
+-- @treturn true, or `nil, message` when the storage is full
 function M.set_size(email, n)
   if n and n > 0 then
-    ngx.shared.flowmusic_sandbox:set("usage:" .. email, n)
+    local ok, err = ngx.shared.flowmusic_sandbox:safe_set("usage:" .. email, n)
+    if not ok then return nil, "the sandbox's storage is full (" .. tostring(err) .. ")" end
   else
     ngx.shared.flowmusic_sandbox:delete("usage:" .. email)
   end
+  return true
 end
 
 -- The anchor: start (epoch seconds) of the UTC day the account was added.
