@@ -132,15 +132,16 @@ end
 local function has_open(pid, path)
   local out = M.capture("readlink /proc/" .. string.format("%d", pid) .. "/fd/* 2>/dev/null")
   for line in out:gmatch("[^\n]+") do
-    if line == path then return true end
+    if line == path or line == path .. " (deleted)" then return true end
   end
   return false
 end
 
---- Whether `pid` is the nginx of the sandbox in `dir`, owned by this user: the master started
--- by the launcher (`-c <dir>/nginx.conf` on its command line), or, with `role = "worker"`, a
--- worker process that has `<dir>/error.log` open. Anything else (another user's process, a
--- recycled pid, another nginx) is not, so `stop` never signals it.
+--- Whether `pid` is the nginx of the sandbox in `dir`, owned by this user (real and effective
+-- uid): the master started by the launcher (`-c <dir>/nginx.conf` on its command line) or,
+-- with `role = "worker"`, a worker process; either way holding `<dir>/error.log` open.
+-- Anything else (another user's process, a recycled pid, another nginx, a process that only
+-- names itself like the master) is not, so `stop` never signals it.
 -- @tparam number|nil pid
 -- @tparam string dir absolute directory, no trailing slash
 -- @tparam[opt] string role `"master"` (default) or `"worker"`
@@ -160,6 +161,7 @@ function M.is_sandbox_nginx(pid, dir, role)
   if not (p.cmdline .. " "):find(" -c " .. dir .. "/nginx.conf ", 1, true) then
     return false, "not the nginx started for " .. dir
   end
+  if not has_open(pid, dir .. "/error.log") then return false, "does not log to " .. dir .. "/error.log" end
   return true
 end
 
