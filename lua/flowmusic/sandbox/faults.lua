@@ -155,8 +155,9 @@ local function save(q)
 end
 
 --- Script a fault from a control request body.
--- `{"fault": name, <params>..., "method"?, "path"?, "count"?}`; `fault` may also be the
--- whole header form (`"status code=503"`).
+-- `{"fault": name, <params>..., "method"?, "path"?, "email"?, "count"?}`; `fault` may also be
+-- the whole header form (`"status code=503"`). `path` ending in `*` matches by prefix; `email`
+-- matches the account a request is about.
 -- @tparam table body decoded JSON object
 -- @treturn table the queued entry, or `nil, message, status` (400 bad request, 507 queue full)
 function M.script(body)
@@ -164,7 +165,7 @@ function M.script(body)
   if #body.fault > 4096 then return nil, "fault is longer than 4096 bytes", 400 end
   local raw = {}
   for k, v in pairs(body) do
-    if k ~= "fault" and k ~= "method" and k ~= "path" and k ~= "count" and v ~= cjson.null then
+    if k ~= "fault" and k ~= "method" and k ~= "path" and k ~= "count" and k ~= "email" and v ~= cjson.null then
       if type(v) ~= "string" and type(v) ~= "number" then
         return nil, 'fault parameter "' .. tostring(k) .. '" must be a string or a number', 400
       end
@@ -187,7 +188,7 @@ function M.script(body)
   if not util.is_integer(count) or count < 0 or count > M.MAX_COUNT then
     return nil, "count must be an integer 0-" .. M.MAX_COUNT, 400
   end
-  for k, max in pairs({ method = 16, path = 4096 }) do
+  for k, max in pairs({ method = 16, path = 4096, email = 320 }) do
     if body[k] ~= nil and body[k] ~= cjson.null and (type(body[k]) ~= "string" or #body[k] > max) then
       return nil, k .. " must be a string of at most " .. max .. " bytes", 400
     end
@@ -196,6 +197,7 @@ function M.script(body)
   if method == "*" then method = nil end
   f.method = method and method:upper() or nil
   f.path = body.path ~= cjson.null and body.path or nil
+  f.email = body.email ~= cjson.null and body.email or nil
   f.count = count
   local q = M.queue()
   if #q >= M.MAX_QUEUE then
@@ -213,14 +215,24 @@ function M.clear()
   dict():delete("faults")
 end
 
+-- Whether a scripted path matches a request path: exactly, or by prefix when it ends in `*`.
+local function path_matches(want, path)
+  if want == nil then return true end
+  if want:sub(-1) == "*" then return path:sub(1, #want - 1) == want:sub(1, -2) end
+  return want == path
+end
+
 --- Take the first scripted fault matching a request (consuming one use of it).
 -- @tparam string method
 -- @tparam string path raw path without query
+-- @tparam[opt] string email the account the request is about (decoded path segment of
+-- `/accounts/{email}`, or the `email` query argument of `/accounts/usage`)
 -- @treturn table|nil fault
-function M.take(method, path)
+function M.take(method, path, email)
   local q = M.queue()
   for i, f in ipairs(q) do
-    if (f.method == nil or f.method == method) and (f.path == nil or f.path == path) then
+    if (f.method == nil or f.method == method) and path_matches(f.path, path)
+       and (f.email == nil or f.email == email) then
       if f.count > 0 then
         f.count = f.count - 1
         if f.count == 0 then table.remove(q, i) end

@@ -126,6 +126,21 @@ local function api(method, path)
   return not_allowed("GET, HEAD, DELETE")
 end
 
+--- The account an API request is about: the decoded `{email}` of `/accounts/{email}`, or the
+-- `email` query argument of `/accounts/usage`; nil for others.
+-- @tparam string path raw path without query
+-- @treturn string|nil
+function M.request_email(path)
+  local segment = path:match("^" .. BASE .. "/accounts/([^/]+)$")
+  if segment and segment ~= "usage" then return util.percent_decode(segment) end
+  if segment == "usage" then
+    local email = ngx.req.get_uri_args().email
+    if type(email) == "table" then email = email[1] end
+    return type(email) == "string" and email or nil
+  end
+  return nil
+end
+
 -- Count, apply a fault if any, then answer an API request.
 local function handle_api(method, path)
   local counts = ngx.shared.flowmusic_sandbox_requests
@@ -139,7 +154,7 @@ local function handle_api(method, path)
     fault, err = faults.parse(header)
     if not fault then return send(util.error_response(400, "X-Sandbox-Fault: " .. err)) end
   else
-    fault = faults.take(method, path)
+    fault = faults.take(method, path, M.request_email(path))
   end
   local function process() return api(method, path) end
   if not fault then return send(process()) end
