@@ -51,8 +51,9 @@ describe("sandbox under abuse", function()
     it("emails: at most 320 bytes, everywhere an email comes in; never an HTML 500", function()
       local ok_email = string.rep("a", 320 - #"@x.com") .. "@x.com"
       local long = "a" .. ok_email
-      local code, body = post({ refresh_token = "sandbox:plus:" .. ok_email })
+      local code = post({ refresh_token = "sandbox:plus:" .. ok_email })
       assert.are.equal(201, code)
+      local body
       code, body = post({ refresh_token = "sandbox:plus:" .. long })
       assert_error(code, body, 400, "email must be at most 320 bytes")
       code, body = post({ refresh_token = "sandbox:plus:" .. string.rep("e", 5000) .. "@x.com" })

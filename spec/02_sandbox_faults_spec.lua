@@ -74,8 +74,9 @@ describe("sandbox hostile faults", function()
     -- with apply=1 the chunk is the real answer; `length` sets the trailer's value
     sb:seed(1)
     data = sb:raw_api("GET", "/accounts/seed-01%40sandbox.test", fault("cl_trailer apply=1 length=5"))
-    _, _, rest = parse_raw(data)
+    rest = select(3, parse_raw(data))
     size, chunk, after = rest:match("^(%x+)\r\n(.-)\r\n(.*)$")
+    assert.are.equal(tonumber(size, 16), #chunk)
     assert.are.equal("seed-01@sandbox.test", cjson.decode(chunk).email)
     assert.are.equal("0\r\nContent-Length: 5\r\n\r\n", after)
     -- curl reads it as the complete body it is
@@ -99,6 +100,7 @@ describe("sandbox hostile faults", function()
     sb:seed(2)
     data = sb:raw_api("GET", "/accounts", fault("early_hints_cl apply=1 length=7"))
     status, headers, rest = parse_raw(data)
+    assert.are.equal(103, status)
     assert.are.equal("7", headers["content-length"])
     local _, h, list = parse_raw(rest)
     assert.are.equal(#list, tonumber(h["content-length"]))
@@ -129,6 +131,7 @@ describe("sandbox hostile faults", function()
     assert.is_number(body.error:find(rt, 1, true))
     code, body = sb:api("POST", "/accounts", { json = { refresh_token = rt },
                                                headers = { ["X-Sandbox-Fault"] = "echo_secret secret=refresh offset=290" } })
+    assert.are.equal(400, code)
     assert.are.equal(291, body.error:find(rt, 1, true))
     assert.is_number(body.error:find(sb.token, 1, true))
     -- nothing was stored without apply; with apply=1 the account exists afterwards
@@ -143,6 +146,7 @@ describe("sandbox hostile faults", function()
       .. "\r\n--" .. boundary .. "--\r\n"
     code, body = sb:api("POST", "/accounts", { body = form, headers = {
       ["Content-Type"] = "multipart/form-data; boundary=" .. boundary, ["X-Sandbox-Fault"] = "echo_secret secret=refresh" } })
+    assert.are.equal(400, code)
     assert.are.equal(296, body.error:find(rt, 1, true))
   end)
 
@@ -159,7 +163,7 @@ describe("sandbox hostile faults", function()
     assert.are.equal("plus" .. ESC, rec.tier)
     assert.are.equal(5000, rec.credits_remaining)
     -- raw=1: the bytes themselves
-    _, _, body = parse_raw(sb:raw_api("GET", "/accounts/esc%40x.com", fault("escape raw=1")))
+    body = select(3, parse_raw(sb:raw_api("GET", "/accounts/esc%40x.com", fault("escape raw=1"))))
     assert.is_number(body:find(ESC, 1, true))
     -- the list: keys and values
     local _, list = sb:api("GET", "/accounts", { headers = { ["X-Sandbox-Fault"] = "escape" } })
