@@ -72,8 +72,16 @@ describe("sandbox launcher: the directory", function()
     assert.are.equal("700", stat("%a", dir))
     assert.are.equal("700", stat("%a", base .. "/new"))
     assert.are.equal("600", stat("%a", dir .. "/sandbox.info"))
-    assert.are.equal("600", stat("%a", dir .. "/sandbox-config.lua"))
-    assert.matches("LauncherSecret", host.read_file(dir .. "/sandbox.info"))
+    -- the token is nowhere in the directory: the configuration that carried it to nginx is gone
+    assert.is_nil(io.open(dir .. "/sandbox-config.lua"))
+    local token = "user:9-LauncherSecret"
+    for i = 1, #token - 7 do
+      local piece = token:sub(i, i + 7)
+      local hits = capture("grep -rlF -- " .. q(piece) .. " " .. q(dir))
+      assert.are.equal("", hits, "a piece of the token in " .. hits)
+    end
+    assert.are.equal(200, tonumber(capture("curl -s -o /dev/null -w '%{http_code}' -H "
+      .. q("Authorization: Bearer " .. token) .. " " .. q(url .. "/accounts"))))
     -- the pid files: nobody else can write them (the master's and the worker's)
     for _, f in ipairs({ "nginx.pid", "worker.pid", "error.log", "access.log", "nginx.conf" }) do
       local mode = tonumber(stat("%a", dir .. "/" .. f), 8)

@@ -314,7 +314,8 @@ end
 --- Whether a sandbox runs in a directory.
 -- @tparam[opt] table opts `{dir=}` (default `default_dir()`)
 -- @treturn boolean running
--- @treturn table info `{dir=, pid=, port=, base_url=, root=, token=}` (only `dir` when not running)
+-- @treturn table info `{dir=, pid=, port=, base_url=, root=, token=}` (only `dir` when not running;
+-- `token` only when it is the default: the directory never holds another token)
 function M.status(opts)
   opts = check_opts(opts, { dir = "string" }, "status")
   local dir = opts.dir or M.default_dir()
@@ -405,57 +406,66 @@ function M.start(opts)
     watch_start and string.format("%q", watch_start) or "nil"))
   if not ok then return nil, err end
 
-  local nginx, modules = opts.nginx or M.NGINX, opts.modules or M.MODULES
-  local root = M.uid() == "0"
-  local attempts = (port == 0) and 5 or 1
-  for attempt = 1, attempts do
-    local p = port ~= 0 and port or free_port()
-    if not p then return nil, "no free port" end
-    -- With a certificate, a second listener serves the same API over TLS.
-    local tls_port = opts.tls_cert and free_port()
-    ok, err = write_private(dir .. "/nginx.conf", nginx_conf({ dir = dir, lua_dir = lua_dir, port = p,
-                                                  load_modules = M.load_modules(nginx, modules), root = root,
-                                                  tls_port = tls_port, tls_cert = opts.tls_cert,
-                                                  tls_key = opts.tls_key }))
-    if not ok then return nil, err end
-    os.remove(dir .. "/nginx.pid")
-    os.remove(dir .. "/worker.pid")
-    ok, err = write_private(dir .. "/error.log", "")
-    if not ok then return nil, err end
-    -- nginx never inherits a preloaded library (the sanitizer run of the specs preloads
-    -- ASan into the Lua process only). umask 077: what nginx creates before it daemonizes
-    -- (logs, temp directories) is private; daemonizing resets the umask to 0, so the workers
-    -- set 077 again (handler.init_worker) and the pid file nginx writes is 0644.
-    local started = run(table.concat({ "umask 077 && env -u LD_PRELOAD", shell_quote(nginx), "-p", shell_quote(dir .. "/"), "-c",
-      shell_quote(dir .. "/nginx.conf"), "-e", shell_quote(dir .. "/error.log"),
-      ">>", shell_quote(dir .. "/error.log"), "2>&1" }, " "))
-    if started then
-      local deadline = socket.gettime() + START_TIMEOUT
-      local pid
-      repeat
-        pid = pid or read_pid(dir .. "/nginx.pid")
-        if pid and healthy(p) then
-          local base = "http://127.0.0.1:" .. p
-          local out = { dir = dir, pid = pid, port = p, root = base, base_url = base .. "/v1/flowmusic",
-                        token = token,
-                        tls_base_url = tls_port and ("https://127.0.0.1:" .. tls_port .. "/v1/flowmusic") }
-          write_private(dir .. "/sandbox.info", string.format(
-            "pid=%d\nport=%d\nroot=%s\nbase_url=%s\ntoken=%s\n", pid, p, out.root, out.base_url,
-            (token:gsub("\n", " "))))
-          return out.base_url, pid, out
-        end
-        socket.sleep(0.02)
-      until socket.gettime() > deadline
+  -- nginx reads the configuration once, in init_by_lua (the master; workers are forked from
+  -- it), so the file holding the token is removed whatever happens: it lives in the directory
+  -- only while nginx starts.
+  local function launch()
+    local nginx, modules = opts.nginx or M.NGINX, opts.modules or M.MODULES
+    local root = M.uid() == "0"
+    local attempts = (port == 0) and 5 or 1
+    for attempt = 1, attempts do
+      local p = port ~= 0 and port or free_port()
+      if not p then return nil, "no free port" end
+      -- With a certificate, a second listener serves the same API over TLS.
+      local tls_port = opts.tls_cert and free_port()
+      ok, err = write_private(dir .. "/nginx.conf", nginx_conf({ dir = dir, lua_dir = lua_dir, port = p,
+                                                    load_modules = M.load_modules(nginx, modules), root = root,
+                                                    tls_port = tls_port, tls_cert = opts.tls_cert,
+                                                    tls_key = opts.tls_key }))
+      if not ok then return nil, err end
+      os.remove(dir .. "/nginx.pid")
+      os.remove(dir .. "/worker.pid")
+      ok, err = write_private(dir .. "/error.log", "")
+      if not ok then return nil, err end
+      -- nginx never inherits a preloaded library (the sanitizer run of the specs preloads
+      -- ASan into the Lua process only). umask 077: what nginx creates before it daemonizes
+      -- (logs, temp directories) is private; daemonizing resets the umask to 0, so the workers
+      -- set 077 again (handler.init_worker) and the pid file nginx writes is 0644.
+      local started = run(table.concat({ "umask 077 && env -u LD_PRELOAD", shell_quote(nginx), "-p", shell_quote(dir .. "/"), "-c",
+        shell_quote(dir .. "/nginx.conf"), "-e", shell_quote(dir .. "/error.log"),
+        ">>", shell_quote(dir .. "/error.log"), "2>&1" }, " "))
+      if started then
+        local deadline = socket.gettime() + START_TIMEOUT
+        local pid
+        repeat
+          pid = pid or read_pid(dir .. "/nginx.pid")
+          if pid and healthy(p) then
+            local base = "http://127.0.0.1:" .. p
+            local out = { dir = dir, pid = pid, port = p, root = base, base_url = base .. "/v1/flowmusic",
+                          token = token,
+                          tls_base_url = tls_port and ("https://127.0.0.1:" .. tls_port .. "/v1/flowmusic") }
+            -- the token is written down only when it is the well-known default
+            write_private(dir .. "/sandbox.info", string.format(
+              "pid=%d\nport=%d\nroot=%s\nbase_url=%s\n%s", pid, p, out.root, out.base_url,
+              token == M.DEFAULT_TOKEN and ("token=" .. token .. "\n") or ""))
+            return out.base_url, pid, out
+          end
+          socket.sleep(0.02)
+        until socket.gettime() > deadline
+        local tail = log_tail(dir)
+        M.stop({ dir = dir })
+        return nil, "sandbox did not answer within " .. START_TIMEOUT .. " s; error log:\n" .. tail
+      end
       local tail = log_tail(dir)
-      M.stop({ dir = dir })
-      return nil, "sandbox did not answer within " .. START_TIMEOUT .. " s; error log:\n" .. tail
+      if not (port == 0 and tail:find("in use", 1, true) and attempt < attempts) then
+        return nil, "nginx failed to start; error log:\n" .. tail
+      end
     end
-    local tail = log_tail(dir)
-    if not (port == 0 and tail:find("in use", 1, true) and attempt < attempts) then
-      return nil, "nginx failed to start; error log:\n" .. tail
-    end
+    return nil, "nginx failed to start"
   end
-  return nil, "nginx failed to start"
+  local base_url, pid, info = launch()
+  os.remove(dir .. "/sandbox-config.lua")
+  return base_url, pid, info
 end
 
 return M
