@@ -2,7 +2,7 @@
 --
 -- A fault is `name` plus parameters, given either per request in the header
 -- `X-Sandbox-Fault: <name> [key=value ...]` (values may be double-quoted) or scripted with
--- `POST /__sandbox/faults` (see the README for the list). Scripted faults queue in order;
+-- `POST /__sandbox/faults` (see docs/sandbox.md for the list). Scripted faults queue in order;
 -- each applies to the next `count` matching requests (0 = until cleared).
 -- @module flowmusic.sandbox.faults
 
