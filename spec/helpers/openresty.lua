@@ -95,8 +95,9 @@ function M.start(opts)
     local conf = with_user(opts.conf):gsub("@PREFIX@", dir):gsub("@PORT@", tostring(port))
     write_file(dir .. "/nginx.conf", conf)
     write_file(dir .. "/logs/error.log", "")
-    -- never LD_PRELOAD: the sanitizer run preloads ASan into the spec process only
-    local cmd = table.concat({ "env -u LD_PRELOAD", table.concat(envs, " "), q(M.NGINX), "-p", q(dir .. "/"),
+    -- never LD_PRELOAD: the sanitizer run preloads ASan into the spec process only; nor the
+    -- spec's LUA_PATH/LUA_CPATH (for another Lua): LuaJIT would take them as ";;"
+    local cmd = table.concat({ "env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH", table.concat(envs, " "), q(M.NGINX), "-p", q(dir .. "/"),
       "-c", q(dir .. "/nginx.conf"), "-e", q(dir .. "/logs/error.log"),
       ">>", q(dir .. "/logs/error.log"), "2>&1" }, " ")
     if run(cmd) then

@@ -275,8 +275,9 @@ function M.start(opts)
     os.remove(dir .. "/nginx.pid")
     write_file(dir .. "/error.log", "")
     -- nginx never inherits a preloaded library (the sanitizer run of the specs preloads
-    -- ASan into the Lua process only).
-    local started = run(table.concat({ "env -u LD_PRELOAD", shell_quote(nginx), "-p", shell_quote(dir .. "/"), "-c",
+    -- ASan into the Lua process only), nor LUA_PATH/LUA_CPATH: LuaJIT would take them as
+    -- its ";;" defaults, and those of Lua 5.4 (`luarocks path`) load 5.4's cjson.so.
+    local started = run(table.concat({ "env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH", shell_quote(nginx), "-p", shell_quote(dir .. "/"), "-c",
       shell_quote(dir .. "/nginx.conf"), "-e", shell_quote(dir .. "/error.log"),
       ">>", shell_quote(dir .. "/error.log"), "2>&1" }, " "))
     if started then
