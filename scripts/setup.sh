@@ -3,8 +3,8 @@
 #   scripts/setup.sh            runtime + build: Lua 5.4, libcurl, cjson, argparse (the CLI),
 #                               nginx + lua module + LuaSocket for the sandbox
 #   scripts/setup.sh --test     also what the test suite needs: busted, luarocks, Lua 5.1,
-#                               5.2, 5.3 and LuaJIT (luajit2), luacheck, LDoc, Prometheus,
-#                               Chromium, python3-requests
+#                               5.2, 5.3 and LuaJIT (luajit2), luacheck, LDoc (+ markdown),
+#                               Prometheus, Chromium, python3-requests
 # Builds build/ (Lua 5.4); with --test also build51/ (Lua 5.1 API: lua5.1, LuaJIT, nginx),
 # build52/, build53/ and build-asan/, all with -Werror.
 # Packages are installed as root, or through sudo. Without either, it names the missing
@@ -22,7 +22,7 @@ if [[ ${1:-} == --test ]]; then
     # Not Debian's `luajit`: on bookworm it conflicts with libnginx-mod-http-lua, and
     # installing it removes nginx's lua module. luajit2 is the OpenResty branch.
     packages+=(lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev
-               lua-check lua-ldoc prometheus chromium)
+               lua-check lua-ldoc lua-markdown prometheus chromium)
 fi
 
 missing=()
