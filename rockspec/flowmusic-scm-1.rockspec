@@ -20,9 +20,9 @@ OpenResty adapter that keeps nginx's event loop free, and a local sandbox of the
 
 dependencies = {
    "lua >= 5.1, < 5.5",
+   "luasocket", -- the sandbox launcher (flowmusic sandbox start)
    "lua-cjson",
-   "argparse",   -- the command line
-   "luasocket",  -- the sandbox launcher (flowmusic sandbox start)
+   "argparse",
 }
 
 -- Debian keeps curl.h under /usr/include/<triplet>/, which the header check does not search:
