@@ -1,0 +1,221 @@
+-- Fleet status inside nginx: flowmusic.ngx_metrics as examples/nginx/nginx.conf sets it up
+-- (`location = /metrics`), with two workers, in front of a private sandbox. The spec process
+-- only drives HTTP; the refreshes run in nginx (timer -> thread pool).
+local cjson = require "cjson"
+local socket = require "socket"
+local openresty = require "spec.helpers.openresty"
+local sandbox = require "spec.helpers.sandbox"
+local metrics = require "spec.helpers.metrics"
+
+local repo = openresty.repo_dir()
+local API_TOKEN = "user:6262-NginxMetricsSecret4"
+
+local missing
+if not openresty.read_file(repo .. "/build51/flowmusic/core.so") then
+  missing = "build51/flowmusic/core.so is missing: cmake -S . -B build51 -DLUA_VERSION=5.1 && cmake --build build51"
+elseif not openresty.read_file(openresty.NGINX)
+  or not openresty.read_file(openresty.MODULES .. "/ngx_http_lua_module.so") then
+  missing = "nginx or ngx_http_lua_module is missing (apt-get install nginx-core libnginx-mod-http-lua lua-resty-core)"
+end
+if missing then
+  describe("flowmusic.ngx_metrics in nginx", function() pending(missing) end)
+  return
+end
+
+-- A test-only location: everything in the metrics dict (to show no secret is in it).
+local DICT_LOCATION = [[
+        location = /t/dict {
+            content_by_lua_block {
+                local d = ngx.shared.flowmusic_metrics
+                local out = {}
+                for _, k in ipairs(d:get_keys(0)) do out[#out + 1] = { k, tostring(d:get(k)) } end
+                ngx.say(require("cjson").encode(out))
+            }
+        }
+]]
+
+local function encoded(email)
+  return (email:gsub("@", "%%40"))
+end
+
+-- Wait (bounded) until fn() returns a true value; that value, or nil after `seconds`.
+local function eventually(seconds, fn)
+  local deadline = socket.gettime() + seconds
+  repeat
+    local v = fn()
+    if v then return v end
+    socket.sleep(0.05)
+  until socket.gettime() > deadline
+  return nil
+end
+
+-- Start the example nginx on sandbox sb.
+local function start_nginx(sb, o)
+  local pid, started = openresty.self_pid()
+  local conf = metrics.example_conf { interval = o.interval, workers = o.workers, start = o.start,
+    watch_pid = pid, watch_start = started, locations = DICT_LOCATION }
+  return openresty.start { conf = conf, env = { USEAPI_TOKEN = sb.token, FLOWMUSIC_BASE_URL = sb.base_url } }
+end
+
+-- GET /metrics, parsed.
+local function scrape(srv)
+  local code, body, headers = srv:get("/metrics")
+  assert.equal(200, code, body)
+  return metrics.parse(body), body, headers
+end
+
+-- The worker pids of an nginx master.
+local function workers_of(pid)
+  local kids = openresty.read_file("/proc/" .. pid .. "/task/" .. pid .. "/children") or ""
+  local t = {}
+  for p in kids:gmatch("%d+") do t[#t + 1] = tonumber(p) end
+  return t
+end
+
+local function list_calls(sb)
+  return sb:requests().by["GET /v1/flowmusic/accounts"] or 0
+end
+
+describe("flowmusic.ngx_metrics in nginx (two workers, one refresh per interval)", function()
+  local sb, srv, broken, low
+
+  setup(function()
+    sb = sandbox.start { token = API_TOKEN }
+    sb:seed(3)
+    broken, low = "broken@sandbox.test", "low@sandbox.test"
+    sb:api("POST", "/accounts", { json = { refresh_token = "sandbox:broken:" .. broken } })
+    sb:api("POST", "/accounts", { json = { refresh_token = "sandbox:free:" .. low } })
+    -- interval long enough that only the first refresh happens during these tests
+    srv = start_nginx(sb, { interval = 3600, workers = 2, start = "min_credits = 200" })
+    assert(eventually(15, function() return scrape(srv):value("flowmusic_status_success") == 1 end),
+      "no successful refresh; error log:\n" .. srv:error_log())
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    if sb then sb:stop() end
+  end)
+
+  it("serves the sandbox's accounts in the Prometheus text format", function()
+    local m, body, headers = scrape(srv)
+    assert.matches("text/plain; version=0.0.4", headers["content-type"], 1, true)
+    assert.equal(5000, m:value("flowmusic_account_credits_remaining", { email = "seed-01@sandbox.test" }))
+    assert.equal(120, m:value("flowmusic_account_credits_remaining", { email = low }))
+    assert.equal(1, m:value("flowmusic_account_needs_reauth", { email = broken }))
+    assert.equal(0, m:value("flowmusic_account_up", { email = broken, tier = "unknown" }))
+    assert.equal(3, m:value("flowmusic_accounts", { state = "ok" }))
+    assert.equal(1, m:value("flowmusic_accounts", { state = "low_credits" }))
+    assert.equal(1, m:value("flowmusic_accounts", { state = "needs_reauth" }))
+    assert.truthy(m:value("flowmusic_status_age_seconds") >= 0)
+    assert.truthy(m:value("flowmusic_status_timestamp_seconds") > 1.7e9)
+    assert.equal("counter", m.type.flowmusic_requests_total)
+    assert.equal(1, m:value("flowmusic_requests_total", { op = "list_accounts", outcome = "ok" }))
+    assert.equal(5, m:value("flowmusic_requests_total", { op = "get_account", outcome = "ok" }))
+    if metrics.have_promtool() then
+      local ok, out = metrics.promtool(body)
+      assert(ok, out)
+    end
+  end)
+
+  it("runs two workers that refreshed once, not once each", function()
+    assert.equal(2, #workers_of(srv.pid))
+    socket.sleep(1) -- time for a second refresh, were there one (both workers are up)
+    assert.equal(1, list_calls(sb))
+    assert.equal(1, sb:requests().by["GET /v1/flowmusic/accounts/seed-01%40sandbox.test"])
+  end)
+
+  it("answers 50 scrapes in a second without any API request", function()
+    local before = sb:requests().total
+    for _ = 1, 50 do
+      local m = scrape(srv)
+      assert.equal(1, m:value("flowmusic_status_success"))
+    end
+    assert.equal(before, sb:requests().total)
+  end)
+
+  it("counts the requests of every worker in flowmusic_requests_total{op,outcome}", function()
+    local function gets(outcome)
+      return scrape(srv):value("flowmusic_requests_total", { op = "get_account", outcome = outcome }) or 0
+    end
+    local ok0, err0 = gets("ok"), gets("http_error")
+    for _ = 1, 10 do
+      local code = srv:get("/credits/seed-02@sandbox.test")
+      assert.equal(200, code)
+    end
+    local code = srv:get("/credits/nobody@sandbox.test")
+    assert.equal(404, code)
+    assert.equal(ok0 + 10, gets("ok"))
+    assert.equal(err0 + 1, gets("http_error"))
+  end)
+
+  it("keeps the API token out of the answer, the shared dict and the error log", function()
+    local _, body = scrape(srv)
+    local code, dict = srv:get("/t/dict")
+    assert.equal(200, code)
+    assert.truthy(#cjson.decode(dict) > 0)
+    for _, text in ipairs({ body, dict, srv:error_log() }) do
+      assert.is_nil(text:find(API_TOKEN, 1, true))
+      assert.is_nil(text:find("6262-NginxMetricsSecret4", 1, true))
+    end
+  end)
+end)
+
+describe("flowmusic.ngx_metrics in nginx (short interval)", function()
+  local sb, srv
+  local INTERVAL = 1
+
+  setup(function()
+    sb = sandbox.start { token = API_TOKEN }
+    sb:seed(2)
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    if sb then sb:stop() end
+  end)
+
+  it("two workers refresh once per interval, not twice", function()
+    local t0 = socket.gettime()
+    srv = start_nginx(sb, { interval = INTERVAL, workers = 2 })
+    assert.equal(2, #workers_of(srv.pid))
+    assert(eventually(20, function() return list_calls(sb) >= 6 end), "fewer than 6 refreshes")
+    local elapsed = socket.gettime() - t0
+    -- one timer: at most one refresh at start and one per interval since; one timer per
+    -- worker would have made about twice as many by now
+    assert.is_true(list_calls(sb) <= elapsed / INTERVAL + 2,
+      ("%d refreshes in %.2f s"):format(list_calls(sb), elapsed))
+  end)
+
+  it("reports data older than 3 x interval as stale: success 0 and its age", function()
+    assert(eventually(10, function() return scrape(srv):value("flowmusic_status_success") == 1 end))
+    -- every list call now takes 6 s: the refresh in flight holds the lock, no data arrives
+    sb:fault { fault = "latency", ms = 6000, method = "GET", path = "/v1/flowmusic/accounts", count = 0 }
+    local m = eventually(12, function()
+      local p = scrape(srv)
+      return p:value("flowmusic_status_success") == 0 and p
+    end)
+    assert(m, "the data never went stale")
+    assert.is_true(m:value("flowmusic_status_age_seconds") > 3 * INTERVAL)
+    assert.truthy(m:value("flowmusic_status_timestamp_seconds"))
+    -- the old values are still there, marked by success 0 and the age
+    assert.equal(5000, m:value("flowmusic_account_credits_remaining", { email = "seed-01@sandbox.test" }))
+    sb:clear_faults()
+    assert(eventually(15, function() return scrape(srv):value("flowmusic_status_success") == 1 end),
+      "fresh data never came back")
+  end)
+
+  it("a failed refresh gives success 0 at once, and the failure is logged", function()
+    sb:fault { fault = "status", code = 401, method = "GET", path = "/v1/flowmusic/accounts", count = 0 }
+    local m = eventually(10, function()
+      local p = scrape(srv)
+      return p:value("flowmusic_status_success") == 0 and p
+    end)
+    assert(m, "success never went to 0")
+    assert.truthy(m:value("flowmusic_requests_total", { op = "list_accounts", outcome = "http_error" }) >= 1)
+    assert.matches("flowmusic.ngx_metrics: status refresh failed: flowmusic: http 401 on GET /accounts",
+      srv:error_log(), 1, true)
+    assert.is_nil(srv:error_log():find(API_TOKEN, 1, true))
+    sb:clear_faults()
+    assert(eventually(10, function() return scrape(srv):value("flowmusic_status_success") == 1 end))
+  end)
+end)
