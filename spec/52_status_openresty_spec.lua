@@ -204,6 +204,31 @@ describe("flowmusic.ngx_metrics in nginx (short interval)", function()
       "fresh data never came back")
   end)
 
+  it("a worker killed in the middle of a refresh does not block the next ones", function()
+    assert(eventually(10, function() return scrape(srv):value("flowmusic_status_success") == 1 end))
+    local calls = list_calls(sb)
+    sb:fault { fault = "latency", ms = 10000, method = "GET", path = "/v1/flowmusic/accounts", count = 1 }
+    -- wait for the slow list call to be in flight; the dict names the worker holding the lock
+    assert(eventually(10, function() return list_calls(sb) > calls end))
+    local holder = eventually(5, function()
+      local _, dict = srv:get("/t/dict")
+      for _, kv in ipairs(cjson.decode(dict)) do
+        if kv[1] == "status:lock" then return tonumber(kv[2]) end
+      end
+    end)
+    assert(holder, "no refresh holds the lock")
+    local killed_at = socket.gettime()
+    assert(os.execute("kill -KILL " .. holder))
+    -- nginx starts a new worker 0; it takes the dead worker's lock over and refreshes
+    local m = eventually(8, function()
+      local p = scrape(srv)
+      local ts = p:value("flowmusic_status_timestamp_seconds")
+      return p:value("flowmusic_status_success") == 1 and ts and ts > killed_at and p
+    end)
+    assert(m, "no fresh refresh after the worker was killed; error log:\n" .. srv:error_log())
+    assert.equal(2, #workers_of(srv.pid))
+  end)
+
   it("a failed refresh gives success 0 at once, and the failure is logged", function()
     sb:fault { fault = "status", code = 401, method = "GET", path = "/v1/flowmusic/accounts", count = 0 }
     local m = eventually(10, function()

@@ -13,7 +13,8 @@
 --   (`ngx.worker.id()`) arms the timer: one refresh right away, then one every `interval`
 --   seconds. A lock in the shared dict keeps two refreshes from overlapping (a refresh
 --   slower than the interval, or an old worker still finishing one after a reload); the
---   tick that finds it taken is skipped. A refresh is `flowmusic.fleet.status.collect`
+--   tick that finds it taken is skipped, unless the worker holding it is gone (killed
+--   mid-refresh): then its lock is taken over. A refresh is `flowmusic.fleet.status.collect`
 --   through the nginx thread pool (the timer phase can yield).
 -- * **Scrapes make no API call.** The refresh stores the rendered account metrics in the
 --   `lua_shared_dict`; `serve` reads it and adds the collection's own metrics.
@@ -68,6 +69,14 @@ local function shared(name, level)
   return d
 end
 
+-- Whether a process exists (Linux: /proc/<pid>; nginx thread pools are Linux-only anyway).
+local function process_exists(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if not f then return false end
+  f:close()
+  return true
+end
+
 --- Count one client event (a flowmusic client's `on_event` hook): adds 1 to
 -- `flowmusic_requests_total{op=ev.op,outcome=ev.outcome}` in the shared dict.
 -- Usable before `start` (it then counts into M.DEFAULT_DICT); does nothing when that dict
@@ -108,8 +117,18 @@ end
 function M.refresh()
   if not cfg then error("flowmusic.ngx_metrics: call start() first (in init_worker_by_lua)", 2) end
   local d = shared(cfg.dict, 2)
-  local locked, lerr = d:add(KEY_LOCK, ngx.worker.pid(), cfg.lock_ttl)
-  if not locked then return nil, lerr == "exists" and "a refresh is already running" or lerr end
+  local me = ngx.worker.pid()
+  local locked, lerr = d:add(KEY_LOCK, me, cfg.lock_ttl)
+  if not locked and lerr == "exists" then
+    -- a lock left by a worker that died mid-refresh (its pid is gone) is taken over
+    local holder = d:get(KEY_LOCK)
+    if type(holder) == "number" and holder ~= me and not process_exists(holder) then
+      locked, lerr = d:set(KEY_LOCK, me, cfg.lock_ttl)
+    else
+      return nil, "a refresh is already running"
+    end
+  end
+  if not locked then return nil, lerr end
   local ok, records, summary = pcall(function()
     return status.collect(status_client(), cfg.status_opts)
   end)
