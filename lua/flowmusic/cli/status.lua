@@ -212,11 +212,10 @@ exit status: 0 no account is in a --fail-on state, 1 some account is (or the lis
 failed, or FILE could not be written), 2 usage error.
 ]]
 
-local SPEC = common.spec(common.CONNECTION or {}, { ["min-credits"] = true, ["min-tokens"] = true,
-  ["fail-on"] = true, concurrency = true, prometheus = true })
-
 setmetatable(M, { __call = function(_, argv)
-  local opts, pos = args.parse(argv or {}, SPEC)
+  local spec = common.spec(common.CONNECTION, { ["min-credits"] = true, ["min-tokens"] = true,
+    ["fail-on"] = true, concurrency = true, prometheus = true })
+  local opts, pos = args.parse(argv or {}, spec)
   if not opts then return common.usage_error("status", pos) end
   if opts.help then io.stdout:write(USAGE) return common.OK end
   if #pos > 0 then return common.usage_error("status", "unexpected argument '" .. pos[1] .. "'") end
