@@ -52,6 +52,7 @@ local ok, err = pcall(function()
   t = median(function()
     return timed(function() records = assert(status.collect(client, { concurrency = 50 })) end)
   end)
+  assert(#records == ACCOUNTS)
   report("status.collect, 50 accounts, concurrency 50", t, t / one)
 
   local cmd = ("USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s lua5.4 bin/flowmusic status --json >/dev/null 2>&1")

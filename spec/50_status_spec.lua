@@ -90,7 +90,8 @@ setup(function()
   end
   sb:fault { fault = "status", code = 596, method = "GET", path = "/v1/flowmusic/accounts/" .. encoded(GONE), count = 0,
     message = "Account needs attention" }
-  sb:fault { fault = "status", code = 503, method = "GET", path = "/v1/flowmusic/accounts/" .. encoded(DOWN), count = 0 }
+  sb:fault { fault = "status", code = 503, method = "GET", count = 0,
+    path = "/v1/flowmusic/accounts/" .. encoded(DOWN) }
   tmp = io.popen("mktemp -d /tmp/flowmusic-status-spec.XXXXXX"):read("*l")
 end)
 

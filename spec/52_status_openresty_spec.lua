@@ -34,10 +34,6 @@ local DICT_LOCATION = [[
         }
 ]]
 
-local function encoded(email)
-  return (email:gsub("@", "%%40"))
-end
-
 -- Wait (bounded) until fn() returns a true value; that value, or nil after `seconds`.
 local function eventually(seconds, fn)
   local deadline = socket.gettime() + seconds
