@@ -152,6 +152,21 @@ describe("flowmusic.fleet.status.collect", function()
     end
   end)
 
+  it("a cancel that stops the live calls leaves every account reported, as unreachable", function()
+    local c = helper.client(sb)
+    local records, summary = status.collect(c, { cancel = function() return "abort" end })
+    c:close()
+    assert.equal(#ALL, #records)
+    for _, r in ipairs(records) do
+      assert.equal("string", type(r.error))
+      if r.email ~= BROKEN then      -- its record says needs_reauth already (from the list)
+        assert.equal("unreachable", r.state)
+        assert.matches("cancelled", r.error, 1, true)
+      end
+    end
+    assert.equal(#ALL, summary.total)
+  end)
+
   it("min_tokens marks accounts below it low_credits; an unknown value never is", function()
     local c = helper.client(sb)
     local r = by_email(assert(status.collect(c, { min_tokens = 70000 })))

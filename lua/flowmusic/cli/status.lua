@@ -14,6 +14,7 @@
 local args = require "flowmusic.cli.args"
 local common = require "flowmusic.cli.common"
 local output = require "flowmusic.cli.output"
+local defaults = require "flowmusic.defaults"
 local status = require "flowmusic.fleet.status"
 local prometheus = require "flowmusic.fleet.prometheus"
 
@@ -33,7 +34,8 @@ local OPTION_HELP = {
   min_tokens = "an account with fewer tokens remaining is low_credits",
   fail_on = "comma list of states that make the exit status 1 (default "
     .. M.DEFAULT_FAIL_ON .. "; states: " .. STATE_NAMES .. ")",
-  concurrency = "live calls in flight at once, 1-50 (default: the client's batch default)",
+  concurrency = ("live calls in flight at once, 1-%d (default %d)"):format(defaults.max_concurrency,
+    defaults.cli_concurrency),
   prometheus = "also write the Prometheus text exposition to FILE, atomically (temporary"
     .. " file + rename in the same directory), for node_exporter's textfile collector",
 }
@@ -107,8 +109,10 @@ local function checked(a)
     if not o.min_tokens then return nil, err end
   end
   if a.concurrency ~= nil then
-    o.concurrency, err = args.integer(a.concurrency, 1, 50, "--concurrency")
+    o.concurrency, err = args.integer(a.concurrency, 1, defaults.max_concurrency, "--concurrency")
     if not o.concurrency then return nil, err end
+  else
+    o.concurrency = defaults.cli_concurrency
   end
   o.fail_on, err = fail_on_set(a.fail_on or M.DEFAULT_FAIL_ON)
   if not o.fail_on then return nil, err end
@@ -193,9 +197,11 @@ options:
 
   --fail-on STATES  comma list of states that make the exit status 1
                     (default ]] .. M.DEFAULT_FAIL_ON .. [[)
-  --concurrency N   live calls in flight at once, 1-50
+  --concurrency N   ]] .. OPTION_HELP.concurrency .. [[
+
   --prometheus FILE also write the Prometheus text exposition to FILE, atomically
                     (temporary file + rename), for node_exporter's textfile collector
+
 ]] .. common.CONNECTION_HELP .. [[
 
 output: a table (email, tier, state, credits, tokens, maxJobs, refreshed, message) and a

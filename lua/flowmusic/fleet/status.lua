@@ -39,7 +39,7 @@ for _, s in ipairs(M.STATES) do is_state[s] = true end
 -- @treturn boolean
 function M.is_state(s) return is_state[s] == true end
 
-local option_names = { min_credits = true, min_tokens = true, concurrency = true }
+local option_names = { min_credits = true, min_tokens = true, concurrency = true, cancel = true }
 
 -- v when it has Lua type t, else nil (JSON null, whatever sentinel the client uses, maps to nil).
 local function typed(v, t)
@@ -141,7 +141,10 @@ end
 -- @tparam[opt] table opts
 --   `min_credits` (number: below it an account is `low_credits`),
 --   `min_tokens` (number: the same for `tokens_remaining`),
---   `concurrency` (1-50; default: the batch default)
+--   `concurrency` (1-50; default: the batch default),
+--   `cancel` (the batch option: a function polled while the live calls run; returning
+--   "stop" or "abort" ends them early, and the calls it ended give `unreachable` records
+--   whose `error` says they were cancelled)
 -- @treturn {table,...} records sorted by email, each `{ email, tier, state,
 --   credits_remaining, tokens_remaining, max_jobs, refreshed_at, error }` (`error`: the
 --   account's own error text, or why the live call failed; `credits_remaining` and
@@ -187,10 +190,11 @@ function M.collect(client, opts)
   for i, email in ipairs(emails) do calls[i] = { "get_account", email } end
   local records = {}
   -- Each record is built as its result arrives; the decoded account is then dropped.
-  local results = client:batch(calls, { concurrency = opts.concurrency, on_progress = function(_, _, i, r)
-    records[i] = record_of(emails[i], listed[emails[i]], r, opts)
-    r.value = nil
-  end })
+  local results = client:batch(calls, { concurrency = opts.concurrency, cancel = opts.cancel,
+    on_progress = function(_, _, i, r)
+      records[i] = record_of(emails[i], listed[emails[i]], r, opts)
+      r.value = nil
+    end })
   for i, email in ipairs(emails) do -- a result on_progress did not see is not lost
     if not records[i] then records[i] = record_of(email, listed[email], results[i], opts) end
   end
