@@ -439,3 +439,37 @@ describe("flowmusic status", function()
     assert.matches("flowmusic status: cannot write '.*/no/such/dir/x%.prom'", err)
   end)
 end)
+
+describe("flowmusic status interrupted", function()
+  it("SIGINT during the live calls: every account is still reported, exit 130", function()
+    local cli = require "spec.helpers.cli"
+    local socket = require "socket"
+    local sb3 = sandbox.start { token = API_TOKEN }
+    local emails = sb3:seed(10)
+    for _, e in ipairs(emails) do   -- each live call takes 5 s; the list call is fast
+      sb3:fault { fault = "latency", ms = 5000, method = "GET", count = 0,
+        path = "/v1/flowmusic/accounts/" .. encoded(e) }
+    end
+    local c = cli.new { env = { USEAPI_TOKEN = API_TOKEN, FLOWMUSIC_BASE_URL = sb3.base_url } }
+    local h = c:spawn("status --concurrency 2 --retries 0 --json")
+    local deadline = socket.gettime() + 10
+    repeat socket.sleep(0.05) until sb3:requests().total >= 3 or socket.gettime() > deadline
+    h.signal("INT")
+    local code = h.wait(30)
+    local out, err = h.out(), h.err()
+    c:close()
+    sb3:stop()
+    assert.equal(130, code, err)
+    assert_no_secret(out .. err, "the interrupted run's output")
+    local l = lines(out)
+    assert.equal(10, #l)
+    for i, line in ipairs(l) do
+      local r = cjson.decode(line)
+      assert.equal(emails[i], r.email)
+      assert.equal("unreachable", r.state)
+      assert.matches("cancelled", r.error, 1, true)
+    end
+    assert.truthy(contains(err, "10 accounts: 0 ok, 0 needs_reauth, 0 low_credits, 10 unreachable"), err)
+    assert.truthy(contains(err, "interrupted by SIGINT"), err)
+  end)
+end)
