@@ -12,18 +12,19 @@ local LUA = ({ ["Lua 5.1"] = "lua5.1", ["Lua 5.2"] = "lua5.2", ["Lua 5.3"] = "lu
   ["Lua 5.4"] = "lua5.4" })[_VERSION] or "lua"
 local API_TOKEN = "user:5150-StatusSpecSecret9"
 
--- One account per state (with min_credits = 200):
+-- One account per state (with min_credits = 10):
 local OK1, OK2 = "seed-01@sandbox.test", "seed-02@sandbox.test"
-local LOW = "low@sandbox.test"           -- free tier: 120 credits, tokens null
+local LOW = "low@sandbox.test"           -- the sandbox's low tier: 3 credits, 36 tokens
+local FREE = "free@sandbox.test"         -- free tier: 120 credits, tokens null (ok)
 local BROKEN = "broken@sandbox.test"     -- stored in error state (needs_reauth from its record)
 local GONE = "gone@sandbox.test"         -- its live call answers 596 (needs_reauth)
 local DOWN = "down@sandbox.test"         -- its live call answers 503 (unreachable)
 local QUOTE = 'q"uo\\te@sandbox.test'    -- a label value that needs escaping (ok)
-local ALL = { BROKEN, DOWN, GONE, LOW, QUOTE, OK1, OK2 }
+local ALL = { BROKEN, DOWN, FREE, GONE, LOW, QUOTE, OK1, OK2 }
 table.sort(ALL)
 
 local REFRESH_TOKENS = {
-  "sandbox:free:" .. LOW, "sandbox:broken:" .. BROKEN, "sandbox:plus:" .. GONE,
+  "sandbox:low:" .. LOW, "sandbox:free:" .. FREE, "sandbox:broken:" .. BROKEN, "sandbox:plus:" .. GONE,
   "sandbox:plus:" .. DOWN, "sandbox:plus:" .. QUOTE,
 }
 local secrets = { API_TOKEN }
@@ -103,7 +104,7 @@ end)
 describe("flowmusic.fleet.status.collect", function()
   it("gives one record per account, sorted by email, each in its state", function()
     local c = helper.client(sb)
-    local records, summary = status.collect(c, { min_credits = 200 })
+    local records, summary = status.collect(c, { min_credits = 10 })
     assert.is_table(records, tostring(summary))
     local emails = {}
     for i, r in ipairs(records) do emails[i] = r.email end
@@ -115,9 +116,12 @@ describe("flowmusic.fleet.status.collect", function()
       tokens_remaining = 60000, max_jobs = 12, refreshed_at = r[OK1].refreshed_at }, r[OK1])
     assert.truthy(status.timestamp(r[OK1].refreshed_at))
     assert.equal("low_credits", r[LOW].state)
-    assert.equal(120, r[LOW].credits_remaining)
-    assert.is_nil(r[LOW].tokens_remaining)           -- null for the free tier
-    assert.equal("free", r[LOW].tier)
+    assert.equal(3, r[LOW].credits_remaining)
+    assert.equal(36, r[LOW].tokens_remaining)
+    assert.equal("low", r[LOW].tier)
+    assert.equal("ok", r[FREE].state)
+    assert.equal(120, r[FREE].credits_remaining)
+    assert.is_nil(r[FREE].tokens_remaining)          -- null for the free tier
     assert.equal("needs_reauth", r[BROKEN].state)
     assert.equal("Refresh token is invalid or expired; re-add the account", r[BROKEN].error)
     assert.is_nil(r[BROKEN].credits_remaining)
@@ -130,8 +134,8 @@ describe("flowmusic.fleet.status.collect", function()
     assert.matches("^http 503 on GET /accounts/down%%40sandbox%.test", r[DOWN].error)
     assert.equal("plus", r[DOWN].tier)                -- from the list: still known
     assert.equal(12, r[DOWN].max_jobs)
-    assert.same({ total = 7, ok = 3, needs_reauth = 2, low_credits = 1, unreachable = 1 }, summary)
-    assert.equal("7 accounts: 3 ok, 2 needs_reauth, 1 low_credits, 1 unreachable", status.summary_line(summary))
+    assert.same({ total = 8, ok = 4, needs_reauth = 2, low_credits = 1, unreachable = 1 }, summary)
+    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable", status.summary_line(summary))
     c:close()
   end)
 
@@ -171,7 +175,8 @@ describe("flowmusic.fleet.status.collect", function()
     local c = helper.client(sb)
     local r = by_email(assert(status.collect(c, { min_tokens = 70000 })))
     assert.equal("low_credits", r[OK1].state)
-    assert.equal("ok", r[LOW].state)          -- tokens unknown (null), credits not checked
+    assert.equal("ok", r[FREE].state)         -- tokens unknown (null), credits not checked
+    assert.equal("low_credits", r[LOW].state)
     assert.equal("needs_reauth", r[BROKEN].state)
     c:close()
   end)
@@ -223,7 +228,7 @@ describe("flowmusic.fleet.prometheus", function()
 
   it("renders every metric with HELP and TYPE, and the sandbox's values", function()
     local c = helper.client(sb)
-    local records, summary = assert(status.collect(c, { min_credits = 200 }))
+    local records, summary = assert(status.collect(c, { min_credits = 10 }))
     c:close()
     local text = prometheus.exposition(records, summary, { timestamp = 1795322898 })
     assert_no_secret(text, "the exposition")
@@ -238,7 +243,8 @@ describe("flowmusic.fleet.prometheus", function()
     assert.equal(1, m:value("flowmusic_status_success"))
     assert.equal(1795322898, m:value("flowmusic_status_timestamp_seconds"))
     assert.equal(1, m:value("flowmusic_account_up", { email = OK1, tier = "plus" }))
-    assert.equal(1, m:value("flowmusic_account_up", { email = LOW, tier = "free" }))
+    assert.equal(1, m:value("flowmusic_account_up", { email = LOW, tier = "low" }))
+    assert.equal(1, m:value("flowmusic_account_up", { email = FREE, tier = "free" }))
     assert.equal(0, m:value("flowmusic_account_up", { email = BROKEN }))
     assert.equal(0, m:value("flowmusic_account_up", { email = DOWN }))
     assert.equal(1, m:value("flowmusic_account_up", { email = QUOTE }))   -- escaped and read back
@@ -246,16 +252,19 @@ describe("flowmusic.fleet.prometheus", function()
     assert.equal(1, m:value("flowmusic_account_needs_reauth", { email = GONE }))
     assert.equal(0, m:value("flowmusic_account_needs_reauth", { email = DOWN }))
     assert.equal(5000, m:value("flowmusic_account_credits_remaining", { email = OK2 }))
-    assert.equal(120, m:value("flowmusic_account_credits_remaining", { email = LOW }))
+    assert.equal(3, m:value("flowmusic_account_credits_remaining", { email = LOW }))
+    assert.equal(120, m:value("flowmusic_account_credits_remaining", { email = FREE }))
     assert.is_nil(m:value("flowmusic_account_credits_remaining", { email = BROKEN }))  -- unknown: left out
     assert.is_nil(m:value("flowmusic_account_credits_remaining", { email = DOWN }))
-    assert.is_nil(m:value("flowmusic_account_tokens_remaining", { email = LOW }))
+    assert.is_nil(m:value("flowmusic_account_tokens_remaining", { email = FREE }))
+    assert.equal(36, m:value("flowmusic_account_tokens_remaining", { email = LOW }))
     assert.equal(60000, m:value("flowmusic_account_tokens_remaining", { email = OK1 }))
-    assert.equal(1, m:value("flowmusic_account_max_jobs", { email = LOW }))
+    assert.equal(4, m:value("flowmusic_account_max_jobs", { email = LOW }))
+    assert.equal(1, m:value("flowmusic_account_max_jobs", { email = FREE }))
     local r = by_email(records)
     assert.equal(status.timestamp(r[OK1].refreshed_at),
       m:value("flowmusic_account_refreshed_timestamp_seconds", { email = OK1 }))
-    assert.equal(3, m:value("flowmusic_accounts", { state = "ok" }))
+    assert.equal(4, m:value("flowmusic_accounts", { state = "ok" }))
     assert.equal(2, m:value("flowmusic_accounts", { state = "needs_reauth" }))
     assert.equal(1, m:value("flowmusic_accounts", { state = "low_credits" }))
     assert.equal(1, m:value("flowmusic_accounts", { state = "unreachable" }))
@@ -303,7 +312,7 @@ describe("flowmusic status", function()
   local KEYS = "email,tier,state,credits_remaining,tokens_remaining,max_jobs,refreshed_at,error"
 
   it("prints a table sorted by email and the summary line", function()
-    local code, out, err = run("--retries 0 --min-credits 200")
+    local code, out, err = run("--retries 0 --min-credits 10")
     assert.equal(1, code, err)      -- needs_reauth and unreachable accounts (the default --fail-on)
     local l = lines(out)
     local head = {}
@@ -311,18 +320,23 @@ describe("flowmusic status", function()
     assert.same(HEADER, head)
     assert.equal(#ALL + 2, #l)
     for i, email in ipairs(ALL) do assert.equal(email, l[i + 1]:match("^(%S+)")) end
-    assert.equal("7 accounts: 3 ok, 2 needs_reauth, 1 low_credits, 1 unreachable", l[#l])
-    local ok_row = l[1 + 6]      -- seed-01
+    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable", l[#l])
+    local ok_row = l[1 + 7]      -- seed-01
     assert.matches("^seed%-01@sandbox%.test%s+plus%s+ok%s+5000%s+60000%s+12%s+%d+s ago%s+%-$", ok_row)
     local low_row
-    for _, row in ipairs(l) do if row:find(LOW, 1, true) then low_row = row end end
-    assert.matches("free%s+low_credits%s+120%s+%-%s+1%s+%d+s ago", low_row)
+    local free_row
+    for _, row in ipairs(l) do
+      if row:find(LOW, 1, true) then low_row = row end
+      if row:find(FREE, 1, true) then free_row = row end
+    end
+    assert.matches("^low@sandbox%.test%s+low%s+low_credits%s+3%s+36%s+4%s+%d+s ago%s+%-$", low_row)
+    assert.matches("^free@sandbox%.test%s+free%s+ok%s+120%s+%-%s+1%s+%d+s ago%s+%-$", free_row)
     assert.truthy(contains(out, "Refresh token is invalid or expired; re-add the account"))
     assert.truthy(contains(out, "http 503 on GET /accounts/down%40sandbox.test"))
   end)
 
   it("--json writes JSON Lines with exactly the documented keys, summary on stderr", function()
-    local code, out, err = run("--retries 0 --min-credits 200 --json")
+    local code, out, err = run("--retries 0 --min-credits 10 --json")
     assert.equal(1, code)
     local l = lines(out)
     assert.equal(#ALL, #l)
@@ -333,14 +347,18 @@ describe("flowmusic status", function()
       local doc = cjson.decode(line)
       assert.equal(ALL[i], doc.email)
     end
-    local low = cjson.decode(l[4])
+    local low = cjson.decode(l[5])
     assert.equal(LOW, low.email)
     assert.equal("low_credits", low.state)
-    assert.equal(120, low.credits_remaining)
-    assert.equal(cjson.null, low.tokens_remaining)
-    assert.equal(1, low.max_jobs)
+    assert.equal(3, low.credits_remaining)
+    assert.equal(36, low.tokens_remaining)
+    assert.equal(4, low.max_jobs)
+    local free = cjson.decode(l[3])
+    assert.equal(FREE, free.email)
+    assert.equal(cjson.null, free.tokens_remaining)
+    assert.equal(cjson.null, free.error)
     assert.truthy(status.timestamp(low.refreshed_at))
-    assert.equal("7 accounts: 3 ok, 2 needs_reauth, 1 low_credits, 1 unreachable\n", err)
+    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable\n", err)
   end)
 
   it("--csv writes CSV with the same keys, summary on stderr", function()
@@ -350,7 +368,7 @@ describe("flowmusic status", function()
     assert.equal(KEYS, l[1])
     assert.equal(#ALL + 1, #l)
     assert.matches("^broken@sandbox%.test,unknown,needs_reauth,,,2,[^,]+,Refresh token is invalid", l[2])
-    assert.equal("7 accounts: 4 ok, 2 needs_reauth, 0 low_credits, 1 unreachable\n", err)
+    assert.equal("8 accounts: 5 ok, 2 needs_reauth, 0 low_credits, 1 unreachable\n", err)
   end)
 
   it("exits 0 or 1 as --fail-on says", function()
@@ -359,9 +377,10 @@ describe("flowmusic status", function()
       { "--fail-on unreachable", 1 },
       { "--fail-on needs_reauth", 1 },
       { "--fail-on low_credits", 0 },                    -- no minimum given: nothing is low
-      { "--fail-on low_credits --min-credits 200", 1 },
-      { "--fail-on low_credits --min-credits 100", 0 },
-      { "--fail-on low_credits --min-tokens 70000", 1 },
+      { "--fail-on low_credits --min-credits 10", 1 },
+      { "--fail-on low_credits --min-credits 2", 0 },
+      { "--fail-on low_credits --min-tokens 100", 1 },
+      { "--fail-on low_credits --min-tokens 30", 0 },
       { "--fail-on ok", 1 },
       { "--fail-on low_credits,unreachable", 1 },
     }
@@ -399,7 +418,7 @@ describe("flowmusic status", function()
     local dir = tmp .. "/prom"
     os.execute("mkdir -p " .. q(dir))
     local path = dir .. "/flowmusic.prom"
-    local code = run("--retries 0 --min-credits 200 --json --prometheus " .. q(path))
+    local code = run("--retries 0 --min-credits 10 --json --prometheus " .. q(path))
     assert.equal(1, code)
     local text = assert(slurp(path))
     assert_no_secret(text, "the textfile")

@@ -113,7 +113,7 @@ describe("Prometheus scraping the example nginx's /metrics", function()
   setup(function()
     sb = sandbox.start {}
     sb:seed(3)
-    sb:api("POST", "/accounts", { json = { refresh_token = "sandbox:free:low@sandbox.test" } })
+    sb:api("POST", "/accounts", { json = { refresh_token = "sandbox:low:low@sandbox.test" } })
     local pid, started = openresty.self_pid()
     srv = openresty.start { conf = metrics.example_conf { interval = 60, workers = 1,
       watch_pid = pid, watch_start = started },
@@ -142,7 +142,7 @@ describe("Prometheus scraping the example nginx's /metrics", function()
     assert(eventually(30, function() return prom:get("/-/ready") == 200 end),
       "Prometheus never became ready:\n" .. prom:log())
     local want = { ["seed-01@sandbox.test"] = 5000, ["seed-02@sandbox.test"] = 5000,
-      ["seed-03@sandbox.test"] = 5000, ["low@sandbox.test"] = 120 }
+      ["seed-03@sandbox.test"] = 5000, ["low@sandbox.test"] = 3 }
     local got
     local ok = eventually(30, function()
       local code, doc = prom:get("/api/v1/query?query=flowmusic_account_credits_remaining")
