@@ -171,6 +171,27 @@ describe("flowmusic.fleet.status.collect", function()
     assert.equal(#ALL, summary.total)
   end)
 
+  it("on_result sees each record with its live call's result, the value already dropped", function()
+    local c = helper.client(sb)
+    local seen = {}
+    local records = assert(status.collect(c, { on_result = function(rec, r)
+      seen[#seen + 1] = { rec.email, r.status, r.attempts, r.value == nil }
+    end }))
+    c:close()
+    assert.equal(#records, #seen)
+    table.sort(seen, function(a, b) return a[1] < b[1] end)
+    for i, email in ipairs(ALL) do
+      assert.equal(email, seen[i][1])
+      assert.equal(1, seen[i][3])
+      assert.is_true(seen[i][4])
+    end
+    local by = {}
+    for _, x in ipairs(seen) do by[x[1]] = x[2] end
+    assert.equal(200, by[OK1])
+    assert.equal(596, by[GONE])
+    assert.equal(503, by[DOWN])
+  end)
+
   it("min_tokens marks accounts below it low_credits; an unknown value never is", function()
     local c = helper.client(sb)
     local r = by_email(assert(status.collect(c, { min_tokens = 70000 })))
@@ -200,6 +221,8 @@ describe("flowmusic.fleet.status.collect", function()
       "flowmusic.fleet.status: bad argument #2 to 'collect' (min_credits must be a non-negative number)")
     assert.has_error(function() status.collect(c, "x") end)
     assert.has_error(function() status.collect(nil) end)
+    assert.has_error(function() status.collect(c, { on_result = true }) end,
+      "flowmusic.fleet.status: bad argument #2 to 'collect' (on_result must be a function)")
     c:close()
   end)
 
@@ -369,6 +392,15 @@ describe("flowmusic status", function()
     assert.equal(#ALL + 1, #l)
     assert.matches("^broken@sandbox%.test,unknown,needs_reauth,,,2,[^,]+,Refresh token is invalid", l[2])
     assert.equal("8 accounts: 5 ok, 2 needs_reauth, 0 low_credits, 1 unreachable\n", err)
+  end)
+
+  it("--verbose adds one line per live call on stderr: status, attempts, time", function()
+    local code, out, err = run("--retries 1 --json --verbose")
+    assert.equal(1, code)
+    assert.equal(#ALL, #lines(out))
+    assert.matches("GET /accounts/seed%-01@sandbox%.test: 200, 1 attempt, %d+ ms", err)
+    assert.matches("GET /accounts/down@sandbox%.test: 503, 2 attempts, %d+ ms", err)
+    assert.matches("GET /accounts/gone@sandbox%.test: 596, 1 attempt, %d+ ms", err)
   end)
 
   it("exits 0 or 1 as --fail-on says", function()

@@ -147,8 +147,15 @@ function M.run(args)
   local client, cerr = common.client(args)
   if not client then return common.usage_error("status", cerr) end
 
+  local on_result
+  if args.verbose then
+    on_result = function(rec, r)
+      io.stderr:write(common.clean(common.verbose_line("GET /accounts/" .. rec.email, r)), "\n")
+    end
+  end
   local records, summary = status.collect(client, { min_credits = args.min_credits,
-    min_tokens = args.min_tokens, concurrency = tonumber(args.concurrency), cancel = common.cancel })
+    min_tokens = args.min_tokens, concurrency = tonumber(args.concurrency), cancel = common.cancel,
+    on_result = on_result })
   client:close()
   if not records then
     common.say("status", "cannot list the accounts: " .. tostring(summary):gsub("^flowmusic: ", ""))

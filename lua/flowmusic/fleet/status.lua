@@ -39,7 +39,8 @@ for _, s in ipairs(M.STATES) do is_state[s] = true end
 -- @treturn boolean
 function M.is_state(s) return is_state[s] == true end
 
-local option_names = { min_credits = true, min_tokens = true, concurrency = true, cancel = true }
+local option_names = { min_credits = true, min_tokens = true, concurrency = true, cancel = true,
+  on_result = true }
 
 -- v when it has Lua type t, else nil (JSON null, whatever sentinel the client uses, maps to nil).
 local function typed(v, t)
@@ -144,7 +145,10 @@ end
 --   `concurrency` (1-50; default: the batch default),
 --   `cancel` (the batch option: a function polled while the live calls run; returning
 --   "stop" or "abort" ends them early, and the calls it ended give `unreachable` records
---   whose `error` says they were cancelled)
+--   whose `error` says they were cancelled),
+--   `on_result` (function(record, result) called as each live call finishes, with the batch
+--   result (`status`, `attempts`, `elapsed`, `err`; its `value` already dropped); e.g. for
+--   verbose output)
 -- @treturn {table,...} records sorted by email, each `{ email, tier, state,
 --   credits_remaining, tokens_remaining, max_jobs, refreshed_at, error }` (`error`: the
 --   account's own error text, or why the live call failed; `credits_remaining` and
@@ -165,6 +169,11 @@ function M.collect(client, opts)
   for k in pairs(opts) do
     if not option_names[k] then
       error(("flowmusic.fleet.status: bad argument #2 to 'collect' (unknown option '%s')"):format(tostring(k)), 2)
+    end
+  end
+  for _, k in ipairs({ "cancel", "on_result" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then
+      error(("flowmusic.fleet.status: bad argument #2 to 'collect' (%s must be a function)"):format(k), 2)
     end
   end
   for _, k in ipairs({ "min_credits", "min_tokens" }) do
@@ -194,6 +203,7 @@ function M.collect(client, opts)
     on_progress = function(_, _, i, r)
       records[i] = record_of(emails[i], listed[emails[i]], r, opts)
       r.value = nil
+      if opts.on_result then opts.on_result(records[i], r) end
     end })
   for i, email in ipairs(emails) do -- a result on_progress did not see is not lost
     if not records[i] then records[i] = record_of(email, listed[email], results[i], opts) end
