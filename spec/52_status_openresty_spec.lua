@@ -32,6 +32,18 @@ local DICT_LOCATION = [[
                 ngx.say(require("cjson").encode(out))
             }
         }
+        location = /t/misuse {
+            content_by_lua_block {
+                local metrics = require "flowmusic.ngx_metrics"
+                local out = {}
+                for _, o in ipairs({ { intervall = 1 }, { interval = 0 }, { dict = "nope" },
+                    { min_credits = -1 }, { client = 5 }, "x" }) do
+                    local ok, err = pcall(metrics.start, o)
+                    out[#out + 1] = ok and "ok" or tostring(err)
+                end
+                ngx.say(require("cjson").encode(out))
+            }
+        }
 ]]
 
 -- Wait (bounded) until fn() returns a true value; that value, or nil after `seconds`.
@@ -142,6 +154,24 @@ describe("flowmusic.ngx_metrics in nginx (two workers, one refresh per interval)
     assert.equal(404, code)
     assert.equal(ok0 + 10, gets("ok"))
     assert.equal(err0 + 1, gets("http_error"))
+  end)
+
+  it("start raises on misuse", function()
+    local code, body = srv:get("/t/misuse")
+    assert.equal(200, code, body)
+    local out = cjson.decode(body)
+    local want = {
+      "bad argument #1 to 'start' (unknown option 'intervall')",
+      "bad argument #1 to 'start' (interval must be a positive number of seconds)",
+      "no lua_shared_dict 'nope'",
+      "bad argument #1 to 'start' (min_credits must be a non-negative number)",
+      "bad argument #1 to 'start' (client must be a table of options or a function)",
+      "bad argument #1 to 'start' (options must be a table)",
+    }
+    assert.equal(#want, #out)
+    for i, w in ipairs(want) do assert.matches("flowmusic.ngx_metrics: " .. w, out[i], 1, true) end
+    -- the settings of start() in init_worker are still in force
+    assert.equal(1, scrape(srv):value("flowmusic_status_success"))
   end)
 
   it("keeps the API token out of the answer, the shared dict and the error log", function()

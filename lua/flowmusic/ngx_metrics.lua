@@ -58,6 +58,8 @@ local option_names = { dict = true, interval = true, client = true, min_credits 
 local cfg = nil
 -- This worker's status client (made on first refresh).
 local client = nil
+-- Whether this worker armed the refresh timer (a second start() only changes the settings).
+local armed = false
 
 -- The shared dict, or raise naming it.
 local function shared(name, level)
@@ -166,7 +168,8 @@ end
 
 --- Set up this worker; call it from `init_worker_by_lua` in every worker.
 -- Worker 0 arms the refresh timer (a refresh at once, then every `interval` seconds);
--- the others only serve and count.
+-- the others only serve and count. Calling it again in a worker replaces the settings (the
+-- timer keeps its first interval).
 -- @tparam[opt] table opts
 --   `dict` (the `lua_shared_dict` name, default "flowmusic_metrics"),
 --   `interval` (seconds, default 60),
@@ -192,20 +195,23 @@ function M.start(opts)
   if opts.client ~= nil and type(opts.client) ~= "table" and type(opts.client) ~= "function" then
     error("flowmusic.ngx_metrics: bad argument #1 to 'start' (client must be a table of options or a function)", 2)
   end
+  local status_opts = { min_credits = opts.min_credits, min_tokens = opts.min_tokens,
+    concurrency = opts.concurrency }
+  local sok, why = status.check_options(status_opts)
+  if not sok then error("flowmusic.ngx_metrics: bad argument #1 to 'start' (" .. why .. ")", 2) end
   local name = opts.dict or M.DEFAULT_DICT
   shared(name, 2)
   cfg = {
-    dict = name, interval = interval, client = opts.client,
-    status_opts = { min_credits = opts.min_credits, min_tokens = opts.min_tokens,
-      concurrency = opts.concurrency },
+    dict = name, interval = interval, client = opts.client, status_opts = status_opts,
     -- a refresh that never releases the lock (its worker died) stops blocking after this
     lock_ttl = math.max(10 * interval, 600),
   }
   client = nil
-  if (ngx.worker.id() or 0) == 0 then
+  if not armed and (ngx.worker.id() or 0) == 0 then
     local ok, err = ngx.timer.at(0, tick)
     if ok then ok, err = ngx.timer.every(interval, tick) end
     if not ok then error("flowmusic.ngx_metrics: cannot start the refresh timer: " .. tostring(err), 2) end
+    armed = true
   end
   return true
 end

@@ -8,7 +8,6 @@
 --     local conf = metrics.example_conf { interval = 1, workers = 2, start = "min_credits = 200" }
 -- @module spec.helpers.metrics
 local host = require "flowmusic.sandbox.host"
-local server = require "flowmusic.sandbox.server"
 
 local M = {}
 
@@ -124,8 +123,8 @@ function M.repo_dir()
 end
 
 --- examples/nginx/nginx.conf made ready for spec.helpers.openresty: module paths to this
--- repository, `listen @PORT@`, workers as the invoking user (as root: `user root root;`),
--- a watchdog on this process, and the metrics options.
+-- repository, `listen @PORT@`, a watchdog on this process, and the metrics options (the
+-- openresty helper makes the workers run as the invoking user).
 -- @tparam table o `interval` (seconds), `workers` (worker_processes), `start` (extra options
 --   for ngx_metrics.start, Lua text), `locations` (extra locations, nginx text), `watch_pid`,
 --   `watch_start`
@@ -140,7 +139,6 @@ function M.example_conf(o)
   assert(n == 1, "example no longer listens on 127.0.0.1:8080")
   conf, n = conf:gsub("\nworker_processes %d+;", "\nworker_processes " .. (o.workers or 1) .. ";")
   assert(n == 1, "example has no worker_processes")
-  if server.uid and server.uid() == "0" then conf = "user root root;\n" .. conf end
   local start = "interval = " .. tostring(o.interval or 60) .. (o.start and (", " .. o.start) or "")
   conf, n = conf:gsub('require%("flowmusic%.ngx_metrics"%)%.start { interval = 60 }', function()
     return 'require("flowmusic.ngx_metrics").start { ' .. start .. " }"

@@ -134,6 +134,26 @@ function M.summary_line(summary)
     table.concat(parts, ", "))
 end
 
+--- Check the options of `collect` (without the concurrency range, which the batch checks).
+-- @tparam any opts
+-- @treturn true, or nil, why (e.g. "min_credits must be a non-negative number")
+function M.check_options(opts)
+  if type(opts) ~= "table" then return nil, "options must be a table" end
+  for k in pairs(opts) do
+    if not option_names[k] then return nil, ("unknown option '%s'"):format(tostring(k)) end
+  end
+  for _, k in ipairs({ "cancel", "on_result" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then return nil, k .. " must be a function" end
+  end
+  for _, k in ipairs({ "min_credits", "min_tokens" }) do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
+      return nil, k .. " must be a non-negative number"
+    end
+  end
+  return true
+end
+
 --- Collect the health of every account.
 --
 -- Lists the accounts, then calls `get_account` for each, concurrently over the client's pool
@@ -163,25 +183,8 @@ function M.collect(client, opts)
     error("flowmusic.fleet.status: bad argument #1 to 'collect' (a flowmusic client expected)", 2)
   end
   opts = opts or {}
-  if type(opts) ~= "table" then
-    error("flowmusic.fleet.status: bad argument #2 to 'collect' (options must be a table)", 2)
-  end
-  for k in pairs(opts) do
-    if not option_names[k] then
-      error(("flowmusic.fleet.status: bad argument #2 to 'collect' (unknown option '%s')"):format(tostring(k)), 2)
-    end
-  end
-  for _, k in ipairs({ "cancel", "on_result" }) do
-    if opts[k] ~= nil and type(opts[k]) ~= "function" then
-      error(("flowmusic.fleet.status: bad argument #2 to 'collect' (%s must be a function)"):format(k), 2)
-    end
-  end
-  for _, k in ipairs({ "min_credits", "min_tokens" }) do
-    local v = opts[k]
-    if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
-      error(("flowmusic.fleet.status: bad argument #2 to 'collect' (%s must be a non-negative number)"):format(k), 2)
-    end
-  end
+  local ok, why = M.check_options(opts)
+  if not ok then error("flowmusic.fleet.status: bad argument #2 to 'collect' (" .. why .. ")", 2) end
 
   local list, err = client:list_accounts()
   if not list then return nil, err end
