@@ -8,8 +8,16 @@ local M = {}
 
 --- The keys a row may carry.
 M.KEYS = { "op", "email", "max_jobs", "refresh_token_file" }
-local KNOWN = {}
-for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
+
+--- The columns of a kind of file, for M.parse: `keys` (array of allowed keys, `max_jobs` may
+-- be a JSON number), `required` (the CSV header must have it) and `what` (for messages).
+-- Batch files are `M.schema(M.KEYS, "op", "batch")`; fleet files use their own.
+function M.schema(keys, required, what)
+  local known = {}
+  for _, k in ipairs(keys) do known[k] = true end
+  return { keys = keys, known = known, required = required, what = what }
+end
+local BATCH = M.schema(M.KEYS, "op", "batch")
 
 --- Split one CSV line into fields, or nil, message.
 function M.csv_line(s)
@@ -76,7 +84,7 @@ function M.detect(name, text)
 end
 
 -- CSV: rows after the header.
-local function parse_csv(text)
+local function parse_csv(text, sc)
   local rows, header, header_line = {}, nil, nil
   for _, l in ipairs(lines_of(text)) do
     if not skip(l.text) then
@@ -86,15 +94,17 @@ local function parse_csv(text)
         local seen = {}
         for i, f in ipairs(fields) do
           f = f:lower()
-          if not KNOWN[f] then
-            return nil, ("line %d: unknown column '%s' in the header (expected op,email,max_jobs,refresh_token_file)")
-              :format(l.n, f)
+          if not sc.known[f] then
+            return nil, ("line %d: unknown column '%s' in the header (expected %s)")
+              :format(l.n, f, table.concat(sc.keys, ","))
           end
           if seen[f] then return nil, ("line %d: column '%s' appears twice in the header"):format(l.n, f) end
           seen[f] = true
           fields[i] = f
         end
-        if not seen.op then return nil, ("line %d: the header row has no 'op' column"):format(l.n) end
+        if not seen[sc.required] then
+          return nil, ("line %d: the header row has no '%s' column"):format(l.n, sc.required)
+        end
         header, header_line = fields, l.n
       elseif not fields then
         rows[#rows + 1] = { line = l.n, error = err }
@@ -109,12 +119,14 @@ local function parse_csv(text)
       end
     end
   end
-  if not header then return nil, "the file is empty (a CSV batch needs the header row op,email,max_jobs,refresh_token_file)" end
+  if not header then
+    return nil, ("the file is empty (a CSV %s needs the header row %s)"):format(sc.what, table.concat(sc.keys, ","))
+  end
   return rows, header_line
 end
 
 -- JSON Lines: one object per line.
-local function parse_jsonl(text)
+local function parse_jsonl(text, sc)
   local core = require "flowmusic.core"
   local rows = {}
   for _, l in ipairs(lines_of(text)) do
@@ -131,8 +143,8 @@ local function parse_jsonl(text)
         table.sort(keys)
         for _, k in ipairs(keys) do
           local v = doc[k]
-          if not KNOWN[k] then
-            bad = bad or ("unknown key '%s' (expected op, email, max_jobs, refresh_token_file)"):format(k)
+          if not sc.known[k] then
+            bad = bad or ("unknown key '%s' (expected %s)"):format(k, table.concat(sc.keys, ", "))
           elseif v == core.null or v == "" then -- absent
           elseif type(v) == "string" or (k == "max_jobs" and type(v) == "number") then
             row[k] = v
@@ -150,12 +162,13 @@ end
 --- Parse a batch file's text.
 -- @param text the content
 -- @param format "csv" or "jsonl"
+-- @param schema optional, from M.schema (default: batch files)
 -- @return array of rows `{ line = n, op =, email =, max_jobs =, refresh_token_file = }`
 --   (a malformed line gives `{ line = n, error = message }`); or nil, message when the file
 --   as a whole can't be used (empty, bad CSV header)
-function M.parse(text, format)
-  if format == "jsonl" then return parse_jsonl(text) end
-  return parse_csv(text)
+function M.parse(text, format, schema)
+  if format == "jsonl" then return parse_jsonl(text, schema or BATCH) end
+  return parse_csv(text, schema or BATCH)
 end
 
 return M
