@@ -67,7 +67,7 @@ function M.parse(text, opts)
     local entry = { line = row.line, email = row.email }
     if not bad and row.max_jobs ~= nil then
       local v = row.max_jobs
-      if type(v) == "string" and v:match("^%s*%d+%s*$") then v = tonumber(v) end
+      if type(v) == "string" then v = v:match("^%s*%d+%s*$") and tonumber(v) or -1 end -- -1: not a number
       local n, msg = validate.max_jobs(v)
       if n then entry.max_jobs = n else bad = msg .. (", got '%s'"):format(tostring(row.max_jobs)) end
     end
