@@ -166,15 +166,25 @@ describe("flowmusic.fleet.plan", function()
       assert.are.equal(sb.base_url, p.base_url)
       assert.is_false(reachable(p, TOKEN_A))
       assert.is_true(fleet.check(client, p))
-      local seen = {}
-      local results = fleet.apply(client, p, { concurrency = 2, on_result = function(r) seen[#seen + 1] = r end })
+      -- Results are handed out in order as they complete: with concurrency 1, the first one
+      -- before the second call has finished.
+      local seen, progress, progress_at = {}, 0, {}
+      local results = fleet.apply(client, p, { concurrency = 1,
+        on_progress = function() progress = progress + 1 end,
+        on_result = function(r)
+          seen[#seen + 1] = r
+          progress_at[#seen] = progress
+        end })
       assert.are.equal(2, #results)
+      assert.are.equal(results[1], seen[1])
       assert.are.equal(results[2], seen[2])
+      assert.are.same({ 0, 1 }, progress_at) -- each before on_progress of its own completion
+      assert.are.equal(2, progress)
       for _, r in ipairs(results) do
         assert.is_true(r.ok)
         assert.are.equal("ok", r.status)
       end
-      assert.is_true(results[2].batch.created)
+      assert.is_true(results[2].created)
       assert.is_false(reachable(results, TOKEN_A))
       assert.are.same({}, fleet.converge(assert(client:list_accounts()), p))
       -- The plan is stale now, and a new one has nothing to do.

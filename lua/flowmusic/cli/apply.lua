@@ -48,7 +48,7 @@ local function result_row(res)
     if v and type(v.maxJobs) == "number" then out.max_jobs = v.maxJobs end
   end
   if res.ok then
-    if r.action == "add" then out.message = b.created and "added" or "refreshed (it already existed)"
+    if r.action == "add" then out.message = res.created and "added" or "refreshed (it already existed)"
     elseif r.action == "reauth" then out.message = "re-authenticated"
     elseif r.action == "set-max-jobs" then out.message = "maxJobs set to " .. tostring(out.max_jobs)
     else out.message = "deleted" .. (b.note and (" (" .. tostring(b.note) .. ")") or "") end

@@ -265,9 +265,9 @@ local function call_of(r)
 end
 
 -- Judge a finished batch result for a row: ok, or a message saying what is wrong.
-local function judge(r, res)
-  if not res.ok then return false end
-  local v = res.value
+local function judge(res, b)
+  if not b.ok then return false end
+  local v, r = b.value, res.row
   if r.action == "add" or r.action == "reauth" then
     if type(v) ~= "table" then return false, "unexpected answer" end
     if v.email ~= r.email then
@@ -281,17 +281,43 @@ local function judge(r, res)
   return true
 end
 
+-- Fill a result from its finished batch result.
+local function settle(res, b)
+  res.batch = b
+  if b.ok and (res.row.action == "add" or res.row.action == "reauth") then
+    -- 201 Created: the account is new (on_progress may see the result before batch sets `created`)
+    if b.created ~= nil then res.created = b.created else res.created = b.status == 201 end
+  end
+  local ok, why = judge(res, b)
+  res.ok = ok
+  if ok then
+    res.status = "ok"
+    return
+  end
+  local e = b.err
+  if type(e) == "table" and e.kind == "cancelled" then
+    res.status = e.reason == "interrupted" and "interrupted" or "not_run"
+  else
+    res.status = "failed"
+  end
+  res.message = why
+  res.outcome_unknown = type(e) == "table" and e.outcome_unknown or false
+end
+
 --- Apply a plan's write rows through `client:batch` (so a refresh-token POST whose outcome is
 -- unknown is never re-sent). Token files are read again here; a token that can't be read
 -- fails its row without sending anything. Does not check the fingerprint: call `check` first.
 -- @param client a flowmusic client
 -- @param p plan
--- @param opts optional `{ concurrency = 1-50, on_result = function(result), ... }`; other
---   keys (`on_progress`, `cancel`) are passed to `client:batch` as they are
+-- @param opts optional `{ concurrency = 1-50, on_result = function(result), on_progress =,
+--   ... }`; every key but `on_result` is passed to `client:batch` (`on_progress` keeps its
+--   meaning there, including stopping the batch early where the client supports it)
 -- @return array of results, one per write row in plan order: `{ row = row, ok = bool,
 --   status = "ok" | "failed" | "interrupted" | "not_run", batch = batch result or nil (not
---   sent), message = string or nil, outcome_unknown = bool }`. `on_result(result)` is called
---   for each once the batch is over, in order.
+--   sent), message = string or nil, outcome_unknown = bool, created = bool (add/reauth: the
+--   account is new) }`. `on_result(result)` is called
+--   in plan order, for each result as soon as it and every earlier one are complete (so a
+--   caller can stream them).
 function M.apply(client, p, opts)
   opts = opts or {}
   local results, calls, index_of = {}, {}, {}
@@ -308,35 +334,34 @@ function M.apply(client, p, opts)
       end
     end
   end
+  -- Hand out complete results in order.
+  local next_out = 1
+  local function flush()
+    while results[next_out] and results[next_out].status do
+      if opts.on_result then opts.on_result(results[next_out]) end
+      next_out = next_out + 1
+    end
+  end
   local batch_opts = {}
   for k, v in pairs(opts) do
     if k ~= "on_result" then batch_opts[k] = v end
   end
+  batch_opts.on_progress = function(done, total, j, b)
+    local res = results[index_of[j]]
+    if b and not res.status then settle(res, b) end
+    flush()
+    if opts.on_progress then return opts.on_progress(done, total, j, b) end
+  end
+  flush()
   if #calls > 0 then
     local done = client:batch(calls, batch_opts)
     for i = 1, #calls do calls[i] = nil end -- drop the tokens at once
     for j, b in ipairs(done) do
       local res = results[index_of[j]]
-      res.batch = b
-      local ok, why = judge(res.row, b)
-      res.ok = ok
-      if ok then
-        res.status = "ok"
-      else
-        local e = b.err
-        if type(e) == "table" and e.kind == "cancelled" then
-          res.status = e.reason == "interrupted" and "interrupted" or "not_run"
-        else
-          res.status = "failed"
-        end
-        res.message = why
-        res.outcome_unknown = type(e) == "table" and e.outcome_unknown or false
-      end
+      if not res.status then settle(res, b) end
     end
   end
-  if opts.on_result then
-    for _, res in ipairs(results) do opts.on_result(res) end
-  end
+  flush()
   return results
 end
 
