@@ -2,7 +2,8 @@
 -- private sandbox, which counts every request: the exact plan for one account of each
 -- action and problem, no writes from plan, exactly the planned writes from apply, nothing
 -- the second time, --prune, stale saved plans, confirmation, an add whose outcome is
--- unknown, input errors, and no refresh token anywhere in any output or plan file.
+-- unknown, interrupted applies (SIGINT, SIGTERM), input errors, and no refresh token
+-- anywhere in any output or plan file.
 local sandbox = require "spec.helpers.sandbox"
 local clih = require "spec.helpers.cli"
 local cjson = require "cjson"
@@ -351,6 +352,90 @@ reauth@fleet.test,5,tokens/reauth.txt
     assert.are.equal(0, rc2)
     assert.are.same({ action = "ok", email = "add@fleet.test", from_max_jobs = 2, to_max_jobs = 2 },
       plain(jsonl(out2)[1]))
+  end)
+
+  -- Run apply in the background; once the sandbox has received `posts` POSTs (so the batch
+  -- is running), send it a signal. Returns exit code, stdout, stderr.
+  local function apply_interrupted(argv, signal, posts)
+    local out, err, rc, pidf = tmp .. "/int.out", tmp .. "/int.err", tmp .. "/int.rc", tmp .. "/int.pid"
+    os.remove(rc)
+    os.remove(pidf)
+    local inner = ("echo $$ >%s; exec env -u USEAPI_TOKEN -u FLOWMUSIC_BASE_URL USEAPI_TOKEN=%s "
+      .. "FLOWMUSIC_BASE_URL=%s %s bin/flowmusic apply %s </dev/null >%s 2>%s"):format(clih.q(pidf),
+      clih.q(API_TOKEN), clih.q(sb.base_url), clih.LUA, argv, clih.q(out), clih.q(err))
+    os.execute(("(sh -c %s; echo $? >%s) >/dev/null 2>&1 &"):format(clih.q(inner), clih.q(rc)))
+    local key = "POST " .. prefix .. "/accounts"
+    for _ = 1, 400 do -- bounded wait (20 s) for the batch to be under way
+      if (sb:requests().by[key] or 0) >= posts then break end
+      os.execute("sleep 0.05")
+    end
+    local pid = clih.slurp(pidf):match("%d+")
+    assert(pid, "apply did not start")
+    os.execute("kill -" .. signal .. " " .. pid)
+    for _ = 1, 600 do -- bounded wait (30 s) for it to end
+      if clih.slurp(rc):match("%d+") then break end
+      os.execute("sleep 0.05")
+    end
+    local o, e = clih.slurp(out), clih.slurp(err)
+    cli.seen[#cli.seen + 1] = o
+    cli.seen[#cli.seen + 1] = e
+    return tonumber(clih.slurp(rc):match("%d+")), o, e
+  end
+
+  -- Eight accounts at maxJobs 12 and a fleet that wants 3 for each: eight POSTs.
+  local function eight()
+    local emails = sb:seed(8)
+    local lines = {}
+    for i, e in ipairs(emails) do lines[i] = e .. ",3," end
+    return fleet(table.concat(lines, "\n") .. "\n"), emails
+  end
+
+  -- Every action reported exactly once; what the server applied matches the report.
+  local function check_report(out, emails, allowed)
+    local rows = jsonl(out)
+    assert.are.equal(#emails, #rows)
+    local accts, status = live_accounts(), {}
+    for _, r in ipairs(rows) do
+      assert.is_nil(status[r.email], "reported twice: " .. r.email)
+      status[r.email] = r.status
+      assert.truthy(allowed[r.status], r.status)
+      if r.status == "ok" then assert.are.equal(3, accts[r.email].maxJobs) end
+      if r.status == "not_run" then assert.are.equal(12, accts[r.email].maxJobs) end
+    end
+    local tally = {}
+    for _, e in ipairs(emails) do
+      assert.truthy(status[e], "not reported: " .. e)
+      tally[status[e]] = (tally[status[e]] or 0) + 1
+    end
+    return tally
+  end
+
+  it("reports every action of an apply interrupted by SIGINT: ok, interrupted or not run (exit 130)", function()
+    local path, emails = eight()
+    sb:fault { fault = "latency", ms = 1500, method = "POST", path = prefix .. "/accounts", count = 0 }
+    local rc, out, err = apply_interrupted(clih.q(path) .. " --yes --json --concurrency 2", "INT", 3)
+    sb:clear_faults()
+    assert.are.equal(130, rc, err)
+    local tally = check_report(out, emails, { ok = true, interrupted = true, not_run = true })
+    assert.truthy((tally.not_run or 0) > 0)
+    assert.truthy((tally.ok or 0) > 0)
+    assert.truthy(contains(err, "interrupted by SIGINT"), err)
+    assert.is_nil(err:find("traceback", 1, true))
+  end)
+
+  it("marks writes in flight past the grace period interrupted and outcome unknown (SIGTERM, exit 143)", function()
+    local path, emails = eight()
+    sb:fault { fault = "latency", ms = 6000, method = "POST", path = prefix .. "/accounts", count = 0 }
+    local rc, out, err = apply_interrupted(clih.q(path) .. " --yes --json --concurrency 2", "TERM", 2)
+    sb:clear_faults()
+    assert.are.equal(143, rc, err)
+    local tally = check_report(out, emails, { interrupted = true, not_run = true })
+    assert.are.equal(2, tally.interrupted)
+    assert.are.equal(6, tally.not_run)
+    for _, r in ipairs(jsonl(out)) do
+      if r.status == "interrupted" then assert.truthy(contains(r.message, "outcome unknown"), r.message) end
+    end
+    assert.truthy(contains(err, "0 ok, 0 failed, 2 interrupted, 6 not run; interrupted by SIGTERM"), err)
   end)
 
   it("rejects bad fleet files with line-numbered errors (exit 2), sending nothing", function()

@@ -149,21 +149,51 @@ function M.run(args)
   end
 
   local started = clock()
-  local failed, n = 0, 0
+  local tally = { ok = 0, failed = 0, interrupted = 0, not_run = 0 }
+  local n, failed, signal = 0, 0, nil
   if counts.writes > 0 then
     if mode == "table" then info:write("\n") end
     local w = output.writer(mode, COLUMNS)
-    fleet.apply(client, p, { concurrency = concurrency, on_result = function(res)
-      n = n + 1
-      if not res.ok then failed = failed + 1 end
-      if args.verbose and res.batch then
-        io.stderr:write(common.verbose_line(("%s %s"):format(res.row.action, res.row.email), res.batch), "\n")
-      end
-      w:add(result_row(res))
-    end })
+    -- SIGINT/SIGTERM stop the batch: nothing new starts, transfers in flight get a short
+    -- grace, and every action is still reported (a second signal aborts at once).
+    local signals = require("flowmusic").signals
+    signals.catch()
+    local ok, err = pcall(fleet.apply, client, p, {
+      concurrency = concurrency,
+      cancel = function()
+        local count = signals.caught()
+        if count == 0 then return nil end
+        return count == 1 and "stop" or "abort"
+      end,
+      on_result = function(res)
+        n = n + 1
+        tally[res.status] = (tally[res.status] or 0) + 1
+        if not res.ok then failed = failed + 1 end
+        if args.verbose and res.batch then
+          io.stderr:write(common.verbose_line(("%s %s"):format(res.row.action, res.row.email), res.batch), "\n")
+        end
+        w:add(result_row(res))
+      end,
+    })
+    local count, last = signals.caught()
+    signals.release()
     w:finish()
-    info:write(("%d action%s: %d ok, %d failed in %.2f s\n"):format(n, n == 1 and "" or "s", n - failed,
-      failed, clock() - started))
+    if not ok then
+      client:close()
+      common.say(M.name, "internal error: " .. tostring(err):gsub("^[^\n]-:%d+: ", ""))
+      return common.FAILED
+    end
+    if count > 0 then signal = last end
+    local summary = ("%d action%s: %d ok, %d failed"):format(n, n == 1 and "" or "s", tally.ok, tally.failed)
+    if signal then
+      summary = summary .. (", %d interrupted, %d not run; interrupted by %s"):format(tally.interrupted,
+        tally.not_run, signal == signals.SIGTERM and "SIGTERM" or "SIGINT")
+    end
+    info:write(("%s in %.2f s\n"):format(summary, clock() - started))
+  end
+  if signal then
+    client:close()
+    return 128 + signal
   end
 
   local live, lerr = client:list_accounts()
