@@ -20,6 +20,7 @@ OpenResty adapter that keeps nginx's event loop free, and a local sandbox of the
 dependencies = {
    "lua >= 5.1, < 5.5",
    "lua-cjson",
+   "argparse",
 }
 
 -- Debian keeps curl.h under /usr/include/<triplet>/, which the header check does not search:
@@ -39,8 +40,8 @@ build = {
          libdirs = { "$(CURL_LIBDIR)" },
       },
       ["flowmusic.cli.accounts"] = "lua/flowmusic/cli/accounts.lua",
+      ["flowmusic.cli"] = "lua/flowmusic/cli/init.lua",
       ["flowmusic.cli.apply"] = "lua/flowmusic/cli/apply.lua",
-      ["flowmusic.cli.args"] = "lua/flowmusic/cli/args.lua",
       ["flowmusic.cli.batch"] = "lua/flowmusic/cli/batch.lua",
       ["flowmusic.cli.batchfile"] = "lua/flowmusic/cli/batchfile.lua",
       ["flowmusic.cli.common"] = "lua/flowmusic/cli/common.lua",

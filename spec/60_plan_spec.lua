@@ -16,8 +16,17 @@ local BROKEN = "Refresh token is invalid or expired; re-add the account"
 local SENTINELS = { "Zq7Vx9Lm2Kp4Wt8Rn3Hy6Jb-addme", "Yw5Tc3Nf8Gd1Qs6Pk0Xe4Ur-reauth",
   "Hb2Mj7Rv9Lc5Ea1Zt3Wq8Ko-mismatch" }
 
-local sb, tmp, cli, prefix
+local sb, tmp, runner, prefix
 local plan_files = {}
+
+-- The command line runner; every stdout and stderr is kept for the secret check.
+local cli = { seen = {} }
+function cli:run(argv, opts)
+  local rc, out, err = runner:run(argv, opts)
+  self.seen[#self.seen + 1] = out
+  self.seen[#self.seen + 1] = err
+  return rc, out, err
+end
 
 local function api(method, path, json)
   local code, body = sb:api(method, path, { json = json })
@@ -94,14 +103,14 @@ describe("flowmusic plan / apply", function()
   setup(function()
     sb = sandbox.start { token = API_TOKEN }
     prefix = sb.base_url:match("^https?://[^/]+(.*)$")
-    tmp = clih.temp_dir("plan-spec")
+    runner = clih.new { env = { USEAPI_TOKEN = API_TOKEN, FLOWMUSIC_BASE_URL = sb.base_url } }
+    tmp = runner.tmp
     os.execute("mkdir -p " .. clih.q(tmp .. "/tokens"))
-    cli = clih.new { dir = tmp, env = { USEAPI_TOKEN = API_TOKEN, FLOWMUSIC_BASE_URL = sb.base_url } }
   end)
 
   teardown(function()
     if sb then sb:stop() end
-    if tmp then os.execute("rm -rf " .. clih.q(tmp)) end
+    if runner then runner:close() end
   end)
 
   before_each(function() sb:reset() end)
@@ -357,29 +366,18 @@ reauth@fleet.test,5,tokens/reauth.txt
   -- Run apply in the background; once the sandbox has received `posts` POSTs (so the batch
   -- is running), send it a signal. Returns exit code, stdout, stderr.
   local function apply_interrupted(argv, signal, posts)
-    local out, err, rc, pidf = tmp .. "/int.out", tmp .. "/int.err", tmp .. "/int.rc", tmp .. "/int.pid"
-    os.remove(rc)
-    os.remove(pidf)
-    local inner = ("echo $$ >%s; exec env -u USEAPI_TOKEN -u FLOWMUSIC_BASE_URL USEAPI_TOKEN=%s "
-      .. "FLOWMUSIC_BASE_URL=%s %s bin/flowmusic apply %s </dev/null >%s 2>%s"):format(clih.q(pidf),
-      clih.q(API_TOKEN), clih.q(sb.base_url), clih.LUA, argv, clih.q(out), clih.q(err))
-    os.execute(("(sh -c %s; echo $? >%s) >/dev/null 2>&1 &"):format(clih.q(inner), clih.q(rc)))
+    local h = runner:spawn("apply " .. argv)
     local key = "POST " .. prefix .. "/accounts"
     for _ = 1, 400 do -- bounded wait (20 s) for the batch to be under way
-      if (sb:requests().by[key] or 0) >= posts then break end
+      if (sb:requests().by[key] or 0) >= posts or h.done() then break end
       os.execute("sleep 0.05")
     end
-    local pid = clih.slurp(pidf):match("%d+")
-    assert(pid, "apply did not start")
-    os.execute("kill -" .. signal .. " " .. pid)
-    for _ = 1, 600 do -- bounded wait (30 s) for it to end
-      if clih.slurp(rc):match("%d+") then break end
-      os.execute("sleep 0.05")
-    end
-    local o, e = clih.slurp(out), clih.slurp(err)
+    h.signal(signal)
+    local rc = h.wait(30)
+    local o, e = h.out(), h.err()
     cli.seen[#cli.seen + 1] = o
     cli.seen[#cli.seen + 1] = e
-    return tonumber(clih.slurp(rc):match("%d+")), o, e
+    return rc, o, e
   end
 
   -- Eight accounts at maxJobs 12 and a fleet that wants 3 for each: eight POSTs.
@@ -445,7 +443,7 @@ reauth@fleet.test,5,tokens/reauth.txt
       { "a@fleet.test,17,\n", "line 2: max_jobs must be an integer 1-16, got '17'" },
       { ",4,\n", "line 2: email is required" },
       { "a@fleet.test,4\n", "line 2: expected 3 fields, got 2" },
-      { "", "no accounts in the fleet file" },
+      { "", "the file is empty (a fleet file needs at least one row after the header)" },
     }
     for _, c in ipairs(cases) do
       local path = fleet(c[1])

@@ -30,7 +30,11 @@ end
 
 describe("flowmusic.fleet.plan", function()
   local tmp
-  setup(function() tmp = clih.temp_dir("fleet-lua") end)
+  setup(function()
+    local p = io.popen("mktemp -d")
+    tmp = p:read("*l")
+    p:close()
+  end)
   teardown(function() os.execute("rm -rf " .. clih.q(tmp)) end)
 
   local LIVE = {

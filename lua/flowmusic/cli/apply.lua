@@ -5,13 +5,15 @@
 -- converged. A saved plan whose accounts changed since it was made is refused.
 -- @module flowmusic.cli.apply
 local common = require "flowmusic.cli.common"
+local defaults = require "flowmusic.defaults"
 local output = require "flowmusic.cli.output"
+local batchfile = require "flowmusic.cli.batchfile"
 local fleet = require "flowmusic.fleet.plan"
 local plancmd = require "flowmusic.cli.plan"
 
 local M = {
   name = "apply",
-  summary = "make the live accounts match a fleet file or a saved plan",
+  summary = "Make the live accounts match a fleet file or a saved plan.",
 }
 
 -- The result columns of `flowmusic batch`.
@@ -71,7 +73,7 @@ end
 
 -- Stale-plan check: true, or prints why and returns false.
 local function still_fresh(client, p)
-  local ok, err = fleet.check(client, p)
+  local ok, err = fleet.check(client, p, { cancel = common.cancel })
   if ok then return true end
   if type(err) == "table" then
     common.say(M.name, "cannot check the plan against the live accounts: " .. plancmd.api_error(err))
@@ -81,26 +83,48 @@ local function still_fresh(client, p)
   return false
 end
 
+local DESCRIPTION = [[
+Computes the plan of the fleet file FLEET (as 'flowmusic plan' shows it), or loads
+a plan saved by 'flowmusic plan --out PLAN.json', prints it and, after confirmation,
+runs its actions through one concurrent batch. A refresh-token POST whose outcome is
+unknown is never re-sent. Then it reads GET /accounts again and prints 'converged',
+or what still differs.
+
+A saved plan is refused (exit 1, nothing sent) when an account it touches changed
+since it was made (existence, maxJobs, error state). Its refresh tokens are read
+again from the token files it names.
+
+Output: one row per action, as 'flowmusic batch' prints them (line, op, email,
+status, http_status, max_jobs, attempts, elapsed_ms, message); status is ok, failed,
+or after Ctrl-C interrupted / not_run. With --json / --csv the plan and the summary
+go to stderr. See docs/fleet-files.md.]]
+
+local EPILOG = [[
+exit status: 0 every action succeeded and the fleet converged, 1 an action failed,
+the fleet did not converge, the plan is stale or the API failed, 2 usage or input
+error (or no terminal to confirm on and no --yes), 130/143 interrupted.]]
+
 function M.configure(cmd)
-  cmd:argument("source", "a fleet file, or a plan saved by 'flowmusic plan --out'"):argname("FLEET|PLAN.json")
-  cmd:flag("--prune", "also delete live accounts that are not in the fleet file")
-  cmd:flag("--yes", "apply without asking for confirmation")
-  cmd:option("--concurrency", "requests in flight at once, 1-50"):argname("N")
+  cmd:description(DESCRIPTION)
+  cmd:epilog(EPILOG)
+  cmd:argument("FLEET|PLAN.json", "A fleet file, or a plan saved by 'flowmusic plan --out'."):target("source")
+  cmd:flag("--prune", "Also delete live accounts that are not in the fleet file (the plan shows "
+    .. "them before confirmation).")
+  cmd:flag("--yes", "Apply without asking. Without --yes apply asks on a terminal, and refuses "
+    .. "when standard input is not a terminal.")
+  cmd:option("--concurrency", "Requests in flight at once, 1-" .. defaults.max_concurrency .. ".")
+    :argname("N"):default(tostring(defaults.cli_concurrency)):overwrite(false)
+    :convert(common.converter(common.integer, 1, defaults.max_concurrency, "--concurrency"))
   common.connection_options(cmd)
   common.output_options(cmd)
 end
 
 function M.run(args)
-  local mode, merr = common.mode(args)
-  if not mode then return common.usage_error(M.name, merr) end
-  local concurrency
-  if args.concurrency then
-    local n, err = require("flowmusic.cli.args").integer(args.concurrency, 1, 50, "--concurrency")
-    if not n then return common.usage_error(M.name, err) end
-    concurrency = n
-  end
+  common.catch_signals()
+  local mode = common.mode(args)
+  if args.token_file then common.api_token(args) end -- known before anything is quoted
   local path = args.source
-  local text, rerr = common.read_file(path, "fleet file or plan")
+  local text, rerr = common.read_file(path, "fleet file or plan", batchfile.MAX_BYTES)
   if not text then return common.usage_error(M.name, rerr) end
   local saved = fleet.is_saved(text)
   local p, wanted
@@ -115,6 +139,7 @@ function M.run(args)
     wanted = plancmd.wanted(M.name, path, text)
     if not wanted then return common.USAGE end
   end
+  text = nil -- luacheck: ignore (let the collector have it)
   local client, cerr = common.client(args)
   if not client then return common.usage_error(M.name, cerr) end
 
@@ -123,7 +148,7 @@ function M.run(args)
     if not still_fresh(client, p) then client:close() return common.FAILED end
   else
     local err
-    p, err = fleet.make(client, wanted, { prune = args.prune })
+    p, err = fleet.make(client, wanted, { prune = args.prune, cancel = common.cancel })
     if not p then
       client:close()
       common.say(M.name, plancmd.api_error(err))
@@ -150,96 +175,60 @@ function M.run(args)
 
   local started = clock()
   local tally = { ok = 0, failed = 0, interrupted = 0, not_run = 0 }
-  local n, failed, signal = 0, 0, nil
+  local n, failed = 0, 0
   if counts.writes > 0 then
     if mode == "table" then info:write("\n") end
     local w = output.writer(mode, COLUMNS)
-    -- SIGINT/SIGTERM stop the batch: nothing new starts, transfers in flight get a short
-    -- grace, and every action is still reported (a second signal aborts at once).
-    local signals = require("flowmusic").signals
-    signals.catch()
-    local ok, err = pcall(fleet.apply, client, p, {
-      concurrency = concurrency,
-      cancel = function()
-        local count = signals.caught()
-        if count == 0 then return nil end
-        return count == 1 and "stop" or "abort"
-      end,
+    -- SIGINT/SIGTERM (caught since the start) stop the batch: nothing new starts, transfers
+    -- in flight get a short grace, every action is still reported; a second signal aborts.
+    fleet.apply(client, p, {
+      concurrency = args.concurrency,
+      cancel = common.cancel,
       on_result = function(res)
         n = n + 1
         tally[res.status] = (tally[res.status] or 0) + 1
         if not res.ok then failed = failed + 1 end
         if args.verbose and res.batch then
-          io.stderr:write(common.verbose_line(("%s %s"):format(res.row.action, res.row.email), res.batch), "\n")
+          io.stderr:write(common.clean(common.verbose_line(("%s %s"):format(res.row.action, res.row.email),
+            res.batch)), "\n")
         end
         w:add(result_row(res))
       end,
     })
-    local count, last = signals.caught()
-    signals.release()
     w:finish()
-    if not ok then
-      client:close()
-      common.say(M.name, "internal error: " .. tostring(err):gsub("^[^\n]-:%d+: ", ""))
-      return common.FAILED
-    end
-    if count > 0 then signal = last end
     local summary = ("%d action%s: %d ok, %d failed"):format(n, n == 1 and "" or "s", tally.ok, tally.failed)
-    if signal then
+    local stopped, signame = common.interrupted()
+    if stopped then
       summary = summary .. (", %d interrupted, %d not run; interrupted by %s"):format(tally.interrupted,
-        tally.not_run, signal == signals.SIGTERM and "SIGTERM" or "SIGINT")
+        tally.not_run, signame)
+      common.reported_interruption = true
     end
     info:write(("%s in %.2f s\n"):format(summary, clock() - started))
   end
-  if signal then
+  local stopped = common.interrupted()
+  if stopped then
     client:close()
-    return 128 + signal
+    return stopped
   end
 
-  local live, lerr = client:list_accounts()
+  local r = common.call(client, args, "list accounts", { "list_accounts" })
   client:close()
-  if not live then
-    common.say(M.name, "cannot check the result: " .. plancmd.api_error(lerr))
+  if not r.ok then
+    if common.interrupted() then return common.interrupted() end
+    common.say(M.name, "cannot check the result: " .. common.error_message(r))
     return common.FAILED
   end
+  local live = r.value
   local diffs = fleet.converge(live, p)
   if #diffs == 0 then
     info:write("converged\n")
   else
     info:write(("not converged: %d account%s differ%s from the plan\n"):format(#diffs,
       #diffs == 1 and "" or "s", #diffs == 1 and "s" or ""))
-    for _, d in ipairs(diffs) do info:write("  ", d.email, ": ", d.message, "\n") end
+    for _, d in ipairs(diffs) do info:write("  ", common.clean(d.email .. ": " .. d.message), "\n") end
   end
   if failed > 0 or #diffs > 0 then return common.FAILED end
   return common.OK
 end
 
-M.HELP = [[
-usage: flowmusic apply FLEET|PLAN.json [--prune] [--yes] [--concurrency N] [--json|--csv] [options]
-
-Computes the plan of the fleet file FLEET (as 'flowmusic plan' shows it), or loads a plan
-saved by 'flowmusic plan --out PLAN.json', prints it and, after confirmation, runs its
-actions through one concurrent batch. A refresh-token POST whose outcome is unknown is
-never re-sent. Then it reads GET /accounts again and prints 'converged', or what still
-differs.
-
-A saved plan is refused (exit 1, nothing sent) when an account it touches changed since
-it was made (existence, maxJobs, error state). Its refresh tokens are read again from
-the token files it names.
-
-options:
-  --prune           also delete live accounts that are not in FLEET (the plan shows them
-                    before confirmation)
-  --yes             do not ask; without --yes, apply asks on a terminal and refuses
-                    (exit 2) when standard input is not a terminal
-  --concurrency N   requests in flight at once, 1-50
-
-output: one row per action, as 'flowmusic batch' prints them (line, op, email, status,
-http_status, max_jobs, attempts, elapsed_ms, message). With --json / --csv the plan and
-the summary go to stderr.
-
-exit status: 0 every action succeeded and the fleet converged, 1 an action failed, the
-fleet did not converge, the plan is stale or the API failed, 2 usage or input error.
-]]
-
-return plancmd.legacy(M, { prune = false, yes = false, concurrency = true }, "source", M.HELP)
+return M

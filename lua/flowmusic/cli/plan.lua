@@ -10,7 +10,7 @@ local fleetfile = require "flowmusic.fleet.fleetfile"
 
 local M = {
   name = "plan",
-  summary = "compare a fleet file with the live accounts and show what apply would do",
+  summary = "Compare a fleet file with the live accounts and show what apply would do.",
 }
 
 --- Exit status of `plan --detailed-exitcode` when actions are pending.
@@ -36,11 +36,11 @@ function M.line(r)
       or (" (maxJobs %d)"):format(to))
   end
   if r.message then s = s .. ": " .. r.message end
-  return s
+  return common.clean(s)
 end
 
 --- The summary line: `Plan: 1 to add, 1 to re-authenticate, 2 to change, 0 to delete; 1 problem.`
-function M.summary(c)
+function M.plan_line(c)
   return ("Plan: %d to add, %d to re-authenticate, %d to change, %d to delete; %d problem%s."):format(
     c.add, c.reauth, c["set-max-jobs"], c.delete, c.problems, c.problems == 1 and "" or "s")
 end
@@ -53,14 +53,14 @@ function M.show(p, mode, out)
     local w = output.writer(mode, M.COLUMNS, out)
     for _, r in ipairs(p.rows) do w:add(r) end
     w:finish()
-    io.stderr:write(M.summary(c), "\n")
+    io.stderr:write(M.plan_line(c), "\n")
   else
     out = out or io.stdout
     for _, r in ipairs(p.rows) do
       local l = M.line(r)
       if l then out:write(l, "\n") end
     end
-    out:write(M.summary(c), "\n")
+    out:write(M.plan_line(c), "\n")
   end
   return c
 end
@@ -68,7 +68,7 @@ end
 --- Parse a fleet file's text for a command; prints each input error.
 -- @return wanted entries; or nil (errors printed)
 function M.wanted(cmd, path, text)
-  local wanted, err = fleetfile.read(path, { text = text })
+  local wanted, err = fleetfile.read(path, { text = text, secrets = common.secrets() })
   if not wanted then
     for l in tostring(err):gmatch("[^\n]+") do common.say(cmd, l) end
     return nil
@@ -81,27 +81,52 @@ function M.api_error(err)
   return common.error_message({ err = err })
 end
 
+local DESCRIPTION = [[
+Compares the fleet file FLEET with the live accounts (GET /accounts only: nothing
+is written) and shows what 'flowmusic apply' would do:
+  + add carol@x.com (maxJobs 2)       missing, refresh_token_file given
+  ~ reauth bob@x.com                   error state, refresh_token_file given
+  ~ set-max-jobs alice@x.com 4 -> 8    maxJobs differs
+  - delete old@x.com                   live, not in the file (only with --prune)
+  ! missing dave@x.com: ...            not live, no refresh_token_file (a problem)
+  ! needs-reauth erin@x.com: ...       error state, no refresh_token_file (a problem)
+  Plan: 1 to add, 1 to re-authenticate, 1 to change, 1 to delete; 2 problems.
+
+FLEET is CSV with the header email,max_jobs,refresh_token_file or JSON Lines with
+the same keys (read like batch files). An empty max_jobs leaves maxJobs alone;
+refresh_token_file is relative to FLEET's directory. See docs/fleet-files.md.]]
+
+local EPILOG = [[
+exit status: 0 (with --detailed-exitcode: 0 nothing to do, 3 actions pending),
+1 the API failed or there are problems, 2 usage or input error, 130/143 interrupted.]]
+
+--- Declare the argument and options shared by plan and apply's fleet file.
 function M.configure(cmd)
-  cmd:argument("fleet", "the fleet file: CSV with the header email,max_jobs,refresh_token_file, "
-    .. "or JSON Lines with the same keys")
-  cmd:flag("--prune", "also delete live accounts that are not in the fleet file")
-  cmd:option("--out", "save the plan (with a fingerprint of the accounts it touches, without "
-    .. "refresh tokens) to this file, for 'flowmusic apply PLAN.json'"):argname("PLAN.json")
-  cmd:flag("--detailed-exitcode", "exit 3 when actions are pending, 0 when there is nothing to do")
+  cmd:description(DESCRIPTION)
+  cmd:epilog(EPILOG)
+  cmd:argument("FLEET", "The fleet file: CSV with the header email,max_jobs,refresh_token_file, "
+    .. "or JSON Lines with the same keys ('-': standard input)."):target("fleet")
+  cmd:flag("--prune", "Also delete live accounts that are not in the fleet file.")
+  cmd:option("--out", "Save the plan (with a fingerprint of the accounts it touches, without "
+    .. "refresh tokens) for 'flowmusic apply PLAN.json'."):argname("PLAN.json"):overwrite(false)
+  cmd:flag("--detailed-exitcode", "Exit 3 when actions are pending, 0 when there is nothing to do.")
   common.connection_options(cmd)
   common.output_options(cmd)
 end
 
+--- Run `flowmusic plan`.
 function M.run(args)
-  local mode, merr = common.mode(args)
-  if not mode then return common.usage_error(M.name, merr) end
+  common.catch_signals()
+  local mode = common.mode(args)
+  if args.token_file then common.api_token(args) end -- known before anything is quoted
   local wanted = M.wanted(M.name, args.fleet)
   if not wanted then return common.USAGE end
   local client, cerr = common.client(args)
   if not client then return common.usage_error(M.name, cerr) end
-  local p, err = fleet.make(client, wanted, { prune = args.prune })
+  local p, err = fleet.make(client, wanted, { prune = args.prune, cancel = common.cancel })
   client:close()
   if not p then
+    if common.interrupted() then return common.interrupted() end
     common.say(M.name, M.api_error(err))
     return common.FAILED
   end
@@ -111,7 +136,9 @@ function M.run(args)
     if not text then common.say(M.name, eerr) return common.USAGE end
     local f, oerr = io.open(args.out, "wb")
     if not f then
-      common.say(M.name, ("cannot write the plan to '%s': %s"):format(args.out, tostring(oerr):gsub("^[^:]*: ", "")))
+      local reason = tostring(oerr)
+      if reason:sub(1, #args.out + 2) == args.out .. ": " then reason = reason:sub(#args.out + 3) end
+      common.say(M.name, ("cannot write the plan to '%s': %s"):format(args.out, reason))
       return common.USAGE
     end
     f:write(text)
@@ -124,51 +151,4 @@ function M.run(args)
   return common.OK
 end
 
--- Until the argparse command line lands: run a protocol command from an argument list.
--- spec: option name -> takes a value; positional: name of the one positional argument.
-function M.legacy(command, spec, positional, help)
-  local args = require "flowmusic.cli.args"
-  return setmetatable(command, { __call = function(_, argv)
-    local opts, pos = args.parse(argv or {}, common.spec(common.CONNECTION, spec))
-    if not opts then return common.usage_error(command.name, pos) end
-    if opts.help then io.stdout:write(help, "\n", common.CONNECTION_HELP) return common.OK end
-    if #pos == 0 then return common.usage_error(command.name, "missing " .. positional:upper()) end
-    if #pos > 1 then return common.usage_error(command.name, "unexpected argument '" .. pos[2] .. "'") end
-    local a = { [positional] = pos[1] }
-    for k, v in pairs(opts) do
-      a[k] = v
-      a[(k:gsub("%-", "_"))] = v
-    end
-    return command.run(a)
-  end })
-end
-
-M.HELP = [[
-usage: flowmusic plan FLEET [--prune] [--out PLAN.json] [--json] [--detailed-exitcode] [options]
-
-Compares the fleet file FLEET with the live accounts (GET /accounts only: nothing is
-written) and shows what 'flowmusic apply' would do:
-  + add carol@x.com (maxJobs 2)           missing, refresh_token_file given
-  ~ reauth bob@x.com                       live record has an error, refresh_token_file given
-  ~ set-max-jobs alice@x.com 4 -> 8        maxJobs differs
-  - delete old@x.com                       live but not in the file (only with --prune)
-  ! missing dave@x.com: ...                not live and no refresh_token_file (a problem)
-  ! needs-reauth erin@x.com: ...           error state and no refresh_token_file (a problem)
-  Plan: 1 to add, 1 to re-authenticate, 1 to change, 1 to delete; 2 problems.
-
-FLEET is CSV with the header email,max_jobs,refresh_token_file or JSON Lines with the
-same keys (read like batch files). An empty max_jobs leaves maxJobs alone;
-refresh_token_file is relative to FLEET's directory.
-
-options:
-  --prune              also delete live accounts that are not in FLEET
-  --out PLAN.json      save the plan for 'flowmusic apply PLAN.json' (no refresh tokens:
-                       it names the token files and a fingerprint of the accounts touched)
-  --json               one object per row: action, email, from_max_jobs, to_max_jobs, message
-  --detailed-exitcode  exit 3 when actions are pending, 0 when there is nothing to do
-
-exit status: 0 (or 0/3 with --detailed-exitcode), 1 the API failed or there are problems,
-2 usage or input error.
-]]
-
-return M.legacy(M, { prune = false, out = true, ["detailed-exitcode"] = false }, "fleet", M.HELP)
+return M

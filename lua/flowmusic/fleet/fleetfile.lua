@@ -5,7 +5,8 @@
 -- reader (`flowmusic.cli.batchfile`), with the same line-numbered errors. `email` is
 -- required; an empty `max_jobs` leaves maxJobs alone; `refresh_token_file` is relative to
 -- the fleet file's directory and is read only when the account must be added or
--- re-authenticated. A duplicate email is an input error.
+-- re-authenticated. A duplicate email is an input error, and so is an empty file (with
+-- `--prune` it would delete every account).
 --
 --     local fleetfile = require "flowmusic.fleet.fleetfile"
 --     local wanted, err = fleetfile.read("fleet.csv")   -- for flowmusic.fleet.plan
@@ -43,7 +44,8 @@ end
 --- Parse a fleet file's text.
 -- @param text the content
 -- @param opts optional `{ name = for messages, base_dir = directory token paths are relative
---   to (default "."), format = "csv" | "jsonl" (default: guessed from name and text) }`
+--   to (default "."), format = "csv" | "jsonl" (default: guessed from name and text),
+--   secrets = strings never to quote in a message }`
 -- @return array of wanted entries `{ line =, email =, max_jobs = n|nil,
 --   refresh_token_file = path|nil }` (for `flowmusic.fleet.plan`); or nil, message (one line
 --   per problem, each `NAME: line N: ...`)
@@ -51,7 +53,7 @@ function M.parse(text, opts)
   opts = opts or {}
   local name = opts.name or "fleet file"
   local base = opts.base_dir or "."
-  local rows, err = batchfile.parse(text, opts.format or batchfile.detect(opts.name, text), SCHEMA)
+  local rows, err = batchfile.parse(text, opts.format or batchfile.detect(opts.name, text), opts.secrets, SCHEMA)
   if not rows then return nil, name .. ": " .. err end
   local wanted, errs, first_line = {}, {}, {}
   for _, row in ipairs(rows) do
@@ -66,10 +68,8 @@ function M.parse(text, opts)
     end
     local entry = { line = row.line, email = row.email }
     if not bad and row.max_jobs ~= nil then
-      local v = row.max_jobs
-      if type(v) == "string" then v = v:match("^%s*%d+%s*$") and tonumber(v) or -1 end -- -1: not a number
-      local n, msg = validate.max_jobs(v)
-      if n then entry.max_jobs = n else bad = msg .. (", got '%s'"):format(tostring(row.max_jobs)) end
+      local n, msg = require("flowmusic.cli.common").max_jobs(row.max_jobs)
+      if n then entry.max_jobs = n else bad = msg end
     end
     if not bad and row.refresh_token_file ~= nil then
       local f = row.refresh_token_file
@@ -90,24 +90,24 @@ function M.parse(text, opts)
     end
   end
   if #errs > 0 then return nil, table.concat(errs, "\n") end
-  if #wanted == 0 then return nil, name .. ": no accounts in the fleet file" end
   return wanted
 end
 
 --- Read and parse a fleet file ("-" = standard input; token paths then relative to the
 -- current directory). Token paths come back absolute.
 -- @param path file name
--- @param opts optional `{ format = "csv" | "jsonl", text = the content when already read }`
+-- @param opts optional `{ format = "csv" | "jsonl", text = the content when already read,
+--   secrets = strings never to quote in a message }`
 -- @return wanted entries (see `parse`); or nil, message
 function M.read(path, opts)
   opts = opts or {}
   local text = opts.text
   if text == nil then
     local err
-    text, err = require("flowmusic.cli.common").read_file(path, "fleet file")
+    text, err = require("flowmusic.cli.common").read_file(path, "fleet file", batchfile.MAX_BYTES)
     if not text then return nil, err end
   end
-  return M.parse(text, { name = path == "-" and "(stdin)" or path, format = opts.format,
+  return M.parse(text, { name = path == "-" and "(stdin)" or path, format = opts.format, secrets = opts.secrets,
                          base_dir = path == "-" and current_dir() or dir_of(path) })
 end
 

@@ -122,6 +122,23 @@ local function sorted_keys(t)
   return keys
 end
 
+-- Raise (at the caller's caller) on an option key not in `known`.
+local function check_options(opts, known, fname)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(("flowmusic.fleet.%s: options must be a table"):format(fname), 3) end
+  for k in pairs(opts) do
+    if not known[k] then error(("flowmusic.fleet.%s: unknown option '%s'"):format(fname, tostring(k)), 3) end
+  end
+  return opts
+end
+
+-- The live accounts (GET /accounts) as a batch of one, so that `cancel` can stop it.
+local function read_live(client, cancel)
+  local r = client:batch({ { "list_accounts" } }, { concurrency = 1, cancel = cancel })[1]
+  if r.ok then return r.value end
+  return nil, r.err
+end
+
 local function new_plan(rows, fingerprint, prune, base_url)
   return { rows = rows, fingerprint = fingerprint, prune = prune and true or false, base_url = base_url }
 end
@@ -137,7 +154,7 @@ end
 function M.compute(live, wanted, opts)
   if type(live) ~= "table" then error("flowmusic.fleet.compute: live must be a table keyed by email", 2) end
   check_wanted(wanted)
-  opts = opts or {}
+  opts = check_options(opts, { prune = true, read_token = true }, "compute")
   local read_token = opts.read_token or default_reader
   local rows, fingerprint, wanted_set = {}, {}, {}
   local function row(action, e, rec, message)
@@ -192,13 +209,14 @@ end
 --- Read the live state (`GET /accounts`, nothing else) and compute a plan.
 -- @param client a flowmusic client
 -- @param wanted see `compute`
--- @param opts see `compute`
+-- @param opts optional: those of `compute`, and `cancel` (the batch option, for the GET)
 -- @return plan (with `base_url` set to the client's); or nil, err (the API error value)
 function M.make(client, wanted, opts)
   check_wanted(wanted)
-  local live, err = client:list_accounts()
+  opts = check_options(opts, { prune = true, read_token = true, cancel = true }, "make")
+  local live, err = read_live(client, opts.cancel)
   if not live then return nil, err end
-  local p = M.compute(live, wanted, opts)
+  local p = M.compute(live, wanted, { prune = opts.prune, read_token = opts.read_token })
   p.base_url = client.base_url
   return p
 end
@@ -241,12 +259,14 @@ end
 --- Check a (saved) plan against the live state: `GET /accounts`, then `check_live`.
 -- @param client a flowmusic client
 -- @param p plan
+-- @param opts optional `{ cancel = the batch option, for the GET }`
 -- @return true; or nil, message, email (stale plan or another API); or nil, err (API error)
-function M.check(client, p)
+function M.check(client, p, opts)
+  opts = check_options(opts, { cancel = true }, "check")
   if p.base_url and client.base_url ~= p.base_url then
     return nil, ("the plan was made for %s, not %s"):format(p.base_url, tostring(client.base_url))
   end
-  local live, err = client:list_accounts()
+  local live, err = read_live(client, opts.cancel)
   if not live then return nil, err end
   return M.check_live(live, p)
 end
