@@ -46,7 +46,9 @@ local KNOWN_ACTION = {}
 for _, a in ipairs(M.ACTIONS) do KNOWN_ACTION[a] = true end
 
 --- Format tag of a saved plan (`encode`/`decode`).
-M.FORMAT, M.VERSION = "flowmusic-plan", 1
+M.FORMAT = "flowmusic-plan"
+--- Version of the saved plan format.
+M.VERSION = 1
 
 -- Row -> function() returning the refresh token or nil, message. Private: a plan's tables
 -- never hold a token, and this table is reachable from nowhere but this file.
