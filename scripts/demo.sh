@@ -49,4 +49,19 @@ echo "== flowmusic usage alice@example.com"
 fm usage alice@example.com
 
 echo
+echo "== declarative fleet: examples/fleet.csv says which accounts should exist, and how"
+# Token files must not be readable by others (plan and apply warn, as ssh does).
+chmod 600 examples/tokens/*.txt
+echo "   (frank's refresh token expires: his account falls into error state)"
+fm accounts add --refresh-token-file examples/tokens/frank-broken.txt >/dev/null
+echo "== flowmusic plan examples/fleet.csv"
+fm plan examples/fleet.csv
+echo
+echo "== flowmusic apply examples/fleet.csv --yes"
+fm apply examples/fleet.csv --yes
+echo
+echo "== flowmusic plan examples/fleet.csv --detailed-exitcode (0: nothing left to do)"
+fm plan examples/fleet.csv --detailed-exitcode
+
+echo
 echo "== stopping the sandbox"

@@ -21,6 +21,8 @@ M.COMMANDS = {
   "usage",
   "batch",
   "status",
+  "plan",
+  "apply",
   "sandbox",
 }
 
