@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install (only when missing) the Debian packages flowmusic needs, then build the C core.
 #   scripts/setup.sh            runtime + build: Lua 5.4, libcurl, cjson, nginx for the sandbox
-#   scripts/setup.sh --test     also what the test suite needs (busted, Lua 5.1, python3-requests)
+#   scripts/setup.sh --test     also what the test suite needs (busted, Lua 5.1, python3-requests, chromium)
 # Builds build/ (Lua 5.4); with --test also build51/ (Lua 5.1 API) and build-asan/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ packages=(lua5.4 liblua5.4-dev lua-cjson lua-socket libcurl4-openssl-dev ca-cert
 with_tests=0
 if [[ ${1:-} == --test ]]; then
     with_tests=1
-    packages+=(lua5.1 liblua5.1-0-dev lua-busted luarocks curl openssl python3-requests)
+    packages+=(lua5.1 liblua5.1-0-dev lua-busted luarocks curl openssl python3-requests chromium)
 fi
 
 missing=()
