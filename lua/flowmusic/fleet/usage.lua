@@ -34,7 +34,8 @@ local DAYS_IN = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 --- Check a `YYYY-MM-DD` day (a real calendar day).
 -- @return the day, or nil, message
 function M.parse_day(s)
-  local y, m, d = type(s) == "string" and s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
+  if type(s) ~= "string" then return nil, ("'%s' is not a day (YYYY-MM-DD)"):format(tostring(s)) end
+  local y, m, d = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
   if not y then return nil, ("'%s' is not a day (YYYY-MM-DD)"):format(tostring(s)) end
   y, m, d = tonumber(y), tonumber(m), tonumber(d)
   local leap = (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0

@@ -86,7 +86,7 @@ local function chart(agg)
   local H = legend_top + legend_rows * 20 + 12
   local o = {}
   local function add(s) o[#o + 1] = s end
-  add(('<svg id="chart" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
+  add(('<svg id="chart" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
     .. 'aria-label="Charged credits per day, stacked by account">'):format(W, H, W, H))
   add('<rect x="0" y="0" width="' .. W .. '" height="' .. H .. '" fill="#ffffff"/>')
   if #days == 0 or max <= 0 then
