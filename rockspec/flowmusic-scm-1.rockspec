@@ -53,6 +53,7 @@ build = {
       ["flowmusic.fleet.usage"] = "lua/flowmusic/fleet/usage.lua",
       ["flowmusic"] = "lua/flowmusic/init.lua",
       ["flowmusic.ngx"] = "lua/flowmusic/ngx.lua",
+      ["flowmusic.ngx_report"] = "lua/flowmusic/ngx_report.lua",
       ["flowmusic.ngx_thread"] = "lua/flowmusic/ngx_thread.lua",
       ["flowmusic.ops"] = "lua/flowmusic/ops.lua",
       ["flowmusic.report.chart"] = "lua/flowmusic/report/chart.lua",
