@@ -248,8 +248,12 @@ local collect_options = { since = true, ["until"] = true, concurrency = true, em
   on_progress = true, cancel = true }
 
 --- Usage of every account (or of `opts.emails`), fetched concurrently and reduced as each
--- document arrives; each document is dropped from its batch result right after (peak memory
--- is about one document per call in flight, not one per account).
+-- document arrives; each document is dropped from its batch result right after and a full
+-- garbage collection reclaims it, so peak memory is about one decoded document plus the
+-- bodies in flight, not one document per account (50 accounts of 20 000 event rows: about
+-- 30 MiB above the process before the call, against 420-530 MiB when all are kept; the
+-- incremental collector alone let Lua 5.1 reach 70 MiB). Inside nginx the adapter hands
+-- results over after the batch, so there all documents are held at once.
 -- @param client a flowmusic client
 -- @param opts optional table: `since`, `until` (inclusive UTC days `YYYY-MM-DD`),
 --   `concurrency` (1-50, default the batch default), `emails` (array: skip the account list),
@@ -291,6 +295,8 @@ function M.collect(client, opts)
       seen[i] = true
       if r.ok then red:add(emails[i], r.value) else red:fail(emails[i], r.err) end
       r.value = nil -- the batch keeps no other reference: the document can go now
+      r.values = nil -- (older engines also kept the raw values table in the result)
+      collectgarbage() -- reclaim it before the next document is decoded (see collect's doc)
       if user then return user(done, total, emails[i], r) end
     end })
   for i, email in ipairs(emails) do -- lossless: whatever on_progress never saw is reported
