@@ -92,7 +92,8 @@ local ok, err = pcall(function()
   local modes = {}
   for m in (os.getenv("BENCH_MODES") or "stream cli keep"):gmatch("%S+") do modes[#modes + 1] = m end
   for _, mode in ipairs(modes) do
-    local p = assert(io.popen(("env USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s %s bench/usage_all.lua child %s %s %s %d 2>&1")
+    local p = assert(io.popen(("env USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s %s bench/usage_all.lua child %s %s %s %d"
+      .. " 2>&1")
       :format(q(sb.token), q(sb.base_url), LUA, mode, q(sb.base_url), q(sb.token), CONCURRENCY)))
     local out = p:read("*a")
     p:close()
@@ -100,7 +101,8 @@ local ok, err = pcall(function()
     if not m then error("child " .. mode .. " failed: " .. out) end
     results[#results + 1] = { mode = m, base = tonumber(base), hwm = tonumber(hwm), wall = tonumber(wall),
       charged = tonumber(charged), cpu = tonumber(cpu) }
-    io.stderr:write(("  %-6s baseline %7.1f MiB, peak %7.1f MiB, peak above baseline %7.1f MiB, wall %6.2f s, cpu %5.2f s\n")
+    io.stderr:write(("  %-6s baseline %7.1f MiB, peak %7.1f MiB, peak above baseline %7.1f MiB, wall %6.2f s,"
+      .. " cpu %5.2f s\n")
       :format(m, base / 1024, hwm / 1024, (hwm - base) / 1024, tonumber(wall), tonumber(cpu)))
   end
 end)

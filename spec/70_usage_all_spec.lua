@@ -25,8 +25,8 @@ end
 --- Run `flowmusic <argv>` with `lua` (default: this Lua); returns exit code, stdout, stderr.
 local function run(argv, lua)
   local out, err, rc = tmp .. "/out", tmp .. "/err", tmp .. "/rc"
-  os.execute(("env -u COLUMNS USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s %s bin/flowmusic %s </dev/null >%s 2>%s; echo $? >%s")
-    :format(q(API_TOKEN), q(sb.base_url), lua or LUA, argv, q(out), q(err), q(rc)))
+  os.execute(("env -u COLUMNS USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s %s bin/flowmusic %s </dev/null >%s 2>%s;"
+    .. " echo $? >%s"):format(q(API_TOKEN), q(sb.base_url), lua or LUA, argv, q(out), q(err), q(rc)))
   return tonumber(slurp(rc):match("%d+")), slurp(out), slurp(err)
 end
 
@@ -380,6 +380,7 @@ describe("usage across the fleet", function()
       local agg = assert(fleet_usage.collect(client, { concurrency = 3,
         on_progress = function(done, total, email, r)
           calls = calls + 1
+          assert.equal(calls, done)
           assert.equal(#emails, total)
           assert.is_string(email)
           if r.value ~= nil then values = values + 1 end

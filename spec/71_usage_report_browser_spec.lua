@@ -105,7 +105,8 @@ describe("the HTML usage report in headless Chromium", function()
     local red = fleet_usage.reducer()
     local evil_email = 'x"><svg onload=alert(3)>@evil.test'
     red:add("a@example.test", { events = {
-      { type = "producer-usage", amount = 120, conversation_id = "c-1", conversation_title = "<script>alert(1)</script>",
+      { type = "producer-usage", amount = 120, conversation_id = "c-1",
+        conversation_title = "<script>alert(1)</script>",
         event_at = "2026-06-01T00:00:00" },
       { type = "riffusion", amount = 60, conversation_id = "c-2", conversation_title = '"><img src=x onerror=alert(2)>',
         event_at = "2026-06-02T00:00:00" },

@@ -36,8 +36,8 @@ describe("GET /report in nginx", function()
     assert(n == 1, "example no longer listens on 127.0.0.1:8080")
     local pid, start = openresty.self_pid()
     conf, n = conf:gsub("\nhttp {\n", function()
-      return ("\nhttp {\n    init_worker_by_lua_block { require(\"flowmusic.sandbox.watchdog\").start { dir = \"@PREFIX@\", "
-        .. "watch_pid = %d, watch_start = %q } }\n"):format(pid, start or "")
+      return ("\nhttp {\n    init_worker_by_lua_block { require(\"flowmusic.sandbox.watchdog\").start { "
+        .. "dir = \"@PREFIX@\", watch_pid = %d, watch_start = %q } }\n"):format(pid, start or "")
     end)
     assert(n == 1)
     srv = openresty.start { conf = conf, env = { USEAPI_TOKEN = sb.token, FLOWMUSIC_BASE_URL = sb.base_url } }

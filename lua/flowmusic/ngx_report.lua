@@ -30,7 +30,9 @@ local function check(opts, level)
   for k in pairs(opts) do
     if not known[k] then error(("flowmusic.ngx_report: unknown option '%s'"):format(tostring(k)), level + 1) end
   end
-  if type(opts.dict) ~= "string" then error("flowmusic.ngx_report: dict (a lua_shared_dict name) is required", level + 1) end
+  if type(opts.dict) ~= "string" then
+    error("flowmusic.ngx_report: dict (a lua_shared_dict name) is required", level + 1)
+  end
   if not ngx.shared[opts.dict] then
     error(("flowmusic.ngx_report: no lua_shared_dict '%s' (declare it in the http block)"):format(opts.dict), level + 1)
   end
@@ -39,7 +41,7 @@ local function check(opts, level)
     error("flowmusic.ngx_report: client (a flowmusic client, or a function returning one) is required", level + 1)
   end
   local interval = opts.interval
-  if interval ~= nil and (type(interval) ~= "number" or not (interval > 0)) then
+  if interval ~= nil and (type(interval) ~= "number" or interval <= 0 or interval ~= interval) then
     error("flowmusic.ngx_report: interval must be a positive number of seconds", level + 1)
   end
   local days = opts.days
@@ -117,7 +119,8 @@ function M.serve(opts)
     ngx.header["Content-Type"] = "text/plain; charset=utf-8"
     ngx.header["Retry-After"] = "5"
     local err = dict:get(KEY_ERROR)
-    ngx.say(err and ("the usage report could not be made: " .. err) or "the usage report is being made; try again shortly")
+    ngx.say(err and ("the usage report could not be made: " .. err)
+      or "the usage report is being made; try again shortly")
     return ngx.exit(503)
   end
   ngx.header["Content-Type"] = "text/html; charset=utf-8"

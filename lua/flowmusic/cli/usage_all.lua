@@ -79,7 +79,8 @@ function M.options(raw, email, mode)
   end
   local by = o.all and M.BY_ALL or M.BY_ONE
   if o.by and not by[o.by] then
-    return nil, ("--by must be %s, got '%s'"):format(o.all and "day, account, type or song" or "day, type or song", o.by)
+    return nil, ("--by must be %s, got '%s'"):format(
+      o.all and "day, account, type or song" or "day, type or song", o.by)
   end
   if raw.concurrency then
     local n, err = args.integer(raw.concurrency, 1, 50, "--concurrency")
@@ -160,7 +161,8 @@ local function human(agg, o)
     out:write("\nPer song:\n")
     local rows = {}
     for i, s in ipairs(agg.songs) do
-      rows[i] = { title = s.title or "(untitled)", key = s.key, email = s.email, tokens = s.tokens, credits = s.credits }
+      rows[i] = { title = s.title or "(untitled)", key = s.key, email = s.email, tokens = s.tokens,
+        credits = s.credits }
     end
     out:write(#rows > 0 and output.render(o.all and FLEET_SONG_COLUMNS or SONG_COLUMNS, rows) or "  (no songs)\n")
   end
@@ -218,7 +220,8 @@ function M.run(client, o)
   if o.mode == "table" then human(agg, o) else machine(agg, o) end
   code = agg.total.failed > 0 and common.FAILED or common.OK
   if o.html then
-    local ok, err = write_html(o.html, agg, o.all and "Flow Music usage: all accounts" or ("Flow Music usage: " .. o.email))
+    local title = o.all and "Flow Music usage: all accounts" or ("Flow Music usage: " .. o.email)
+    local ok, err = write_html(o.html, agg, title)
     if not ok then
       common.say("usage", "cannot write '" .. o.html .. "': " .. tostring(err))
       code = common.FAILED

@@ -90,7 +90,8 @@ local function chart(agg)
     .. 'aria-label="Charged credits per day, stacked by account">'):format(W, H, W, H))
   add('<rect x="0" y="0" width="' .. W .. '" height="' .. H .. '" fill="#ffffff"/>')
   if #days == 0 or max <= 0 then
-    add(('<text x="%d" y="%d" font-size="16" fill="#555">No charged credits in this range.</text>'):format(left, top + 40))
+    add(('<text x="%d" y="%d" font-size="16" fill="#555">No charged credits in this range.</text>')
+      :format(left, top + 40))
     add("</svg>")
     return table.concat(o), 0
   end
@@ -126,7 +127,8 @@ local function chart(agg)
   end
   -- axes
   add(('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333" stroke-width="1"/>'):format(left, top, left, axis_y))
-  add(('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333" stroke-width="1"/>'):format(left, axis_y, left + plot_w, axis_y))
+  add(('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333" stroke-width="1"/>')
+    :format(left, axis_y, left + plot_w, axis_y))
   -- x labels: at most about 14 of them
   local every = math.ceil(#days / 14)
   for i, d in ipairs(days) do
@@ -138,7 +140,8 @@ local function chart(agg)
   end
   add(('<text x="%d" y="%d" font-size="13" text-anchor="middle" fill="#111">day (UTC)</text>')
     :format(left + plot_w / 2, axis_y + 76))
-  add(('<text x="16" y="%d" font-size="13" text-anchor="middle" fill="#111" transform="rotate(-90 16 %d)">charged credits</text>')
+  add(('<text x="16" y="%d" font-size="13" text-anchor="middle" fill="#111" transform="rotate(-90 16 %d)">'
+    .. 'charged credits</text>')
     :format(top + plot_h / 2, top + plot_h / 2))
   -- legend
   local col_w = plot_w / legend_cols
@@ -181,7 +184,8 @@ local function field(k) return function(r) return esc(r[k]) end end
 local function numf(k) return function(r) return n(r[k]) end end
 
 local STYLE = [[
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px;color:#111;background:#fff}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px;
+color:#111;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .meta{color:#555;margin:0 0 16px}
 .totals{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0 8px}
