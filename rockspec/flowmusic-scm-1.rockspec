@@ -32,7 +32,7 @@ build = {
    type = "builtin",
    modules = {
       ["flowmusic.core"] = {
-         sources = { "src/core.c", "src/session.c", "src/transfer.c", "src/json.c", "src/buffer.c", "src/compat.c" },
+         sources = { "src/core.c", "src/clock.c", "src/codes.c", "src/headers.c", "src/signals.c", "src/session.c", "src/transfer.c", "src/json.c", "src/buffer.c", "src/compat.c" },
          defines = { "_POSIX_C_SOURCE=200809L" },
          libraries = { "curl", "pthread" },
          incdirs = { "$(CURL_INCDIR)" },
@@ -48,6 +48,7 @@ build = {
       ["flowmusic.cli.usage"] = "lua/flowmusic/cli/usage.lua",
       ["flowmusic.cli.usage_all"] = "lua/flowmusic/cli/usage_all.lua",
       ["flowmusic.cli.usagereport"] = "lua/flowmusic/cli/usagereport.lua",
+      ["flowmusic.defaults"] = "lua/flowmusic/defaults.lua",
       ["flowmusic.engine"] = "lua/flowmusic/engine.lua",
       ["flowmusic.errors"] = "lua/flowmusic/errors.lua",
       ["flowmusic.fleet.usage"] = "lua/flowmusic/fleet/usage.lua",
