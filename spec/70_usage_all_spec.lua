@@ -283,6 +283,37 @@ describe("usage across the fleet", function()
     assert.equal(0, code)
   end)
 
+  it("Ctrl-C reports the accounts read and names every other one with its cancelled error", function()
+    local path = sb.base_url:match("^https?://[^/]+(.*)$") .. "/accounts/usage"
+    sb:fault { fault = "latency", ms = 4000, method = "GET", path = path, count = 0 }
+    local out, err, rc, pidf = tmp .. "/int.out", tmp .. "/int.err", tmp .. "/int.rc", tmp .. "/int.pid"
+    os.remove(rc)
+    os.execute(("(env USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s %s bin/flowmusic usage --all --json --concurrency 1"
+      .. " </dev/null >%s 2>%s & echo $! >%s; wait $!; echo $? >%s) &")
+      :format(q(API_TOKEN), q(sb.base_url), LUA, q(out), q(err), q(pidf), q(rc)))
+    local socket = require "socket"
+    local deadline = socket.gettime() + 20
+    local usage_key = "GET " .. path
+    repeat socket.sleep(0.05) until (sb:requests().by[usage_key] or 0) >= 1 or socket.gettime() > deadline
+    local pid = tonumber(slurp(pidf):match("%d+"))
+    assert(pid, "no pid")
+    os.execute("kill -INT " .. pid)
+    repeat socket.sleep(0.05) until slurp(rc) ~= "" or socket.gettime() > deadline
+    sb:clear_faults()
+    assert.equal(1, tonumber(slurp(rc):match("%d+")))
+    local rows = jsonl(slurp(out))
+    local accounts = rows_of(rows, "account")
+    assert.equal(#emails, #accounts)
+    local cancelled = 0
+    for _, r in ipairs(accounts) do
+      assert.is_string(r.error)
+      if contains(r.error, "cancel") then cancelled = cancelled + 1 end
+    end
+    assert.equal(#emails, cancelled)
+    assert.equal(0, rows[1].charged_credits)
+    assert.truthy(contains(slurp(err), emails[#emails]))
+  end)
+
   it("--csv keeps the columns of usage EMAIL, then share and error", function()
     local code, out = run("usage --all --csv --by account")
     assert.equal(0, code)

@@ -21,7 +21,7 @@ song (conversation).
   --until DAY         keep only events on or before this UTC day (YYYY-MM-DD)
                       (with a range every total is recomputed from the kept events)
   --by SECTION        show only that table after the totals
-  --concurrency N     with --all: usage calls in flight at once, 1-50 (default 16)
+  --concurrency N     with --all: usage calls in flight at once, 1-50 (default 8)
   --html FILE         also write the report as one self-contained HTML file (chart of
                       charged credits per day by account, tables; no script, no assets)
   --chart             draw the per-day bars even when stdout is not a terminal (tables only)

@@ -10,6 +10,7 @@ local report = require "flowmusic.cli.usagereport"
 local fleet_usage = require "flowmusic.fleet.usage"
 local chart = require "flowmusic.report.chart"
 local html = require "flowmusic.report.html"
+local defaults = require "flowmusic.defaults"
 
 local M = {}
 
@@ -82,8 +83,9 @@ function M.options(raw, email, mode)
     return nil, ("--by must be %s, got '%s'"):format(
       o.all and "day, account, type or song" or "day, type or song", o.by)
   end
+  o.concurrency = defaults.cli_concurrency
   if raw.concurrency then
-    local n, err = args.integer(raw.concurrency, 1, 50, "--concurrency")
+    local n, err = args.integer(raw.concurrency, 1, defaults.max_concurrency, "--concurrency")
     if not n then return nil, err end
     o.concurrency = n
   end
@@ -193,14 +195,24 @@ local function collect(client, o)
   end
   local show = not o.verbose and output.isatty(io.stderr)
   local bar = output.progress(show, io.stderr)
-  local agg, err = fleet_usage.collect(client, {
+  -- Ctrl-C (or SIGTERM) once: start nothing new, report what is done and name the rest;
+  -- twice: drop the calls in flight too. Every account still gets its row.
+  local signals = require("flowmusic").signals
+  signals.catch()
+  local ok, agg, err = pcall(fleet_usage.collect, client, {
     since = o.since, ["until"] = o["until"], concurrency = o.concurrency,
+    cancel = function()
+      local n = signals.caught()
+      if n >= 2 then return "abort" elseif n >= 1 then return "stop" end
+    end,
     on_progress = function(done, total, email, r)
       if o.verbose then io.stderr:write(common.verbose_line("GET /accounts/usage " .. email, r), "\n") end
       bar:update(done, total)
     end,
   })
+  signals.release()
   bar:finish()
+  if not ok then error(agg, 0) end
   if not agg then
     common.say("usage", "cannot list the accounts: " .. tostring(err):gsub("^flowmusic: ", ""))
     return nil, common.FAILED

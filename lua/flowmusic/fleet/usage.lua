@@ -295,7 +295,6 @@ function M.collect(client, opts)
       seen[i] = true
       if r.ok then red:add(emails[i], r.value) else red:fail(emails[i], r.err) end
       r.value = nil -- the batch keeps no other reference: the document can go now
-      r.values = nil -- (older engines also kept the raw values table in the result)
       collectgarbage() -- reclaim it before the next document is decoded (see collect's doc)
       if user then return user(done, total, emails[i], r) end
     end })
