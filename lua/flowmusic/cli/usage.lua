@@ -43,7 +43,8 @@ examples:
   flowmusic usage --all --by account --json
 
 exit status: 0 success, 1 an API call failed (e.g. 404 no such account; with --all, an
-account's usage or the account list), 2 usage error.
+account's usage or the account list), 2 usage error, 130/143 --all stopped by
+SIGINT/SIGTERM (the report then covers the accounts read and names the others).
 ]]
 
 local SPEC = common.spec(common.CONNECTION, { by = true, all = false, since = true, ["until"] = true,

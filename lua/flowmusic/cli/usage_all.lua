@@ -210,9 +210,11 @@ local function collect(client, o)
       bar:update(done, total)
     end,
   })
+  local caught, last = signals.caught()
   signals.release()
   bar:finish()
   if not ok then error(agg, 0) end
+  if caught > 0 then o.stopped_by = last end
   if not agg then
     common.say("usage", "cannot list the accounts: " .. tostring(err):gsub("^flowmusic: ", ""))
     return nil, common.FAILED
@@ -225,12 +227,14 @@ end
 
 --- Run `usage` with checked options (M.options). Returns the exit code: 0, or 1 when the
 -- usage of an account (or the account list) could not be read or the HTML could not be
--- written; the report still covers every account that answered.
+-- written, or 128 + the signal number (130, 143) when SIGINT/SIGTERM stopped `--all`; the
+-- report still covers every account that answered and names the others.
 function M.run(client, o)
   local agg, code = collect(client, o)
   if not agg then return code end
   if o.mode == "table" then human(agg, o) else machine(agg, o) end
   code = agg.total.failed > 0 and common.FAILED or common.OK
+  if o.stopped_by then code = 128 + o.stopped_by end
   if o.html then
     local title = o.all and "Flow Music usage: all accounts" or ("Flow Music usage: " .. o.email)
     local ok, err = write_html(o.html, agg, title)
