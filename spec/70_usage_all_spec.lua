@@ -281,6 +281,12 @@ describe("usage across the fleet", function()
     -- the fault was used up: the next run is whole again
     code = run("usage --all --json")
     assert.equal(0, code)
+    -- the account list itself failing: nothing to report, exit 1
+    sb:fault { fault = "status", code = 500, method = "GET", path = path:gsub("/usage$", ""), count = 1 }
+    code, out, err = run("usage --all --json --retries 0")
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.truthy(contains(err, "cannot list the accounts"))
   end)
 
   it("Ctrl-C reports the accounts read and names every other one with its cancelled error", function()

@@ -253,7 +253,8 @@ local collect_options = { since = true, ["until"] = true, concurrency = true, em
 -- bodies in flight, not one document per account (50 accounts of 20 000 event rows: about
 -- 30 MiB above the process before the call, against 420-530 MiB when all are kept; the
 -- incremental collector alone let Lua 5.1 reach 70 MiB). Inside nginx the adapter hands
--- results over after the batch, so there all documents are held at once.
+-- results over after the batch, so there all documents are held at once (and no collection
+-- is forced).
 -- @param client a flowmusic client
 -- @param opts optional table: `since`, `until` (inclusive UTC days `YYYY-MM-DD`),
 --   `concurrency` (1-50, default the batch default), `emails` (array: skip the account list),
@@ -290,12 +291,15 @@ function M.collect(client, opts)
   local calls = {}
   for i, email in ipairs(emails) do calls[i] = { "get_usage", email } end
   local seen, user = {}, opts.on_progress
+  -- Inside nginx the batch hands every result over after it ends: the documents are all held
+  -- by then, and a full collection per document would only stall the worker.
+  local in_nginx = rawget(_G, "ngx") ~= nil and ngx.get_phase ~= nil
   local results = client:batch(calls, { concurrency = opts.concurrency, cancel = opts.cancel,
     on_progress = function(done, total, i, r)
       seen[i] = true
       if r.ok then red:add(emails[i], r.value) else red:fail(emails[i], r.err) end
       r.value = nil -- the batch keeps no other reference: the document can go now
-      collectgarbage() -- reclaim it before the next document is decoded (see collect's doc)
+      if not in_nginx then collectgarbage() end -- reclaim it before the next one is decoded
       if user then return user(done, total, emails[i], r) end
     end })
   for i, email in ipairs(emails) do -- lossless: whatever on_progress never saw is reported
