@@ -12,6 +12,7 @@ local core = require "flowmusic.core"
 local errors = require "flowmusic.errors"
 local retry = require "flowmusic.retry"
 local defaults = require "flowmusic.defaults"
+local ops = require "flowmusic.ops"
 
 local M = {}
 
@@ -236,7 +237,7 @@ local function complete(run, c, now)
   if why == "outcome_unknown" then
     err.outcome_unknown = true
     err.message = (err.message and err.message ~= "" and err.message .. " " or "")
-      .. "(outcome unknown: the request may have been applied; check with list_accounts)"
+      .. ops.OUTCOME_UNKNOWN_NOTE
   end
   event(run, r, call, outcome_of_kind[err.kind] or err.kind, err.status)
   if fallback ~= nil then
@@ -250,7 +251,7 @@ end
 local function dropped_error(call, r, kind, reason, message)
   return errors.new { kind = kind, reason = reason, method = call.method, path = call.path,
     reached = nil, outcome_unknown = call.write or nil, message = message
-      .. (call.write and " (outcome unknown: the request may have been applied; check with list_accounts)" or "") }
+      .. (call.write and " " .. ops.OUTCOME_UNKNOWN_NOTE or "") }
 end
 
 -- Drop the transfer of call i (in flight) and fail it with err.

@@ -2,16 +2,15 @@
 --
 --     local flowmusic = require "flowmusic"
 --     local client = flowmusic.new { token = os.getenv "USEAPI_TOKEN" }
---     local acct, err = client:get_account "someone@example.com"
---     if not acct then print(err) end
+--     local value, err = client:<operation>(args...)   -- see docs/api.md
+--     if not value then print(err) end
 --
 -- Conventions: misuse (wrong types, out-of-range values, unknown options, extra arguments)
 -- raises an error before anything is sent; failures of the world (HTTP errors, timeouts,
 -- resets, bad answers) return `nil, err` with `err` an error value (see flowmusic.errors).
 --
--- The client methods are made from the operation table (flowmusic.ops): `add_account`,
--- `set_max_jobs`, `list_accounts`, `get_account`, `delete_account`, `get_usage`, `request`.
--- Every one takes an optional trailing table of per-call options
+-- The client methods are made from the operation table (flowmusic.ops; see docs/api.md for
+-- each one). Every one takes an optional trailing table of per-call options
 -- `{ timeout = s, deadline = s, retries = n }`.
 -- @module flowmusic
 local core = require "flowmusic.core"
@@ -254,7 +253,7 @@ end
 
 --- Run many calls concurrently over one connection pool.
 -- @param calls array of operations, each `{ "method_name", arg1, arg2, ... [, opts] }` naming
---   a client method (e.g. `{ "set_max_jobs", "a@x.com", 4 }`), with the same optional trailing
+--   a client method (e.g. `{ "<operation>", "a@x.com" }`), with the same optional trailing
 --   per-call options table as the method
 -- @param opts optional `{ concurrency = 1-50 (default 16), on_progress = function(done, total,
 --   index, result), cancel = function(), grace = seconds }`. `on_progress` runs as each call
@@ -266,7 +265,8 @@ end
 --   `interrupted`, `outcome_unknown` for writes). An error raised by on_progress or on_event
 --   stops the batch the same way and then propagates.
 -- @return array of results in input order, each `{ ok, value, err, status, attempts,
---   elapsed }` plus `created` (add_account), `headers` (request), `note`. Raises before
+--   elapsed }` plus the operation's extra values by name (`created`, `headers`, `note`: see
+--   flowmusic.ops). Raises before
 --   sending anything if any item is malformed.
 function Client:batch(calls, opts)
   local st = state_of(self, "batch")

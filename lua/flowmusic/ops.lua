@@ -31,6 +31,9 @@ local M = {}
 
 local by_name = {}
 
+--- Appended to the message of a write whose outcome is unknown.
+M.OUTCOME_UNKNOWN_NOTE = "(outcome unknown: the request may have been applied; check with list_accounts)"
+
 local function always() return true end
 local function never() return false end
 local function bodyless(method) return method == "GET" or method == "HEAD" end

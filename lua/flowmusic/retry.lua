@@ -5,7 +5,7 @@
 -- | call                                 | not sent (connect, DNS, TLS handshake) | may have reached (reset, timeout, truncated) | 429 | 408, 500, 502, 503, 504 | unreadable answer (bad JSON, too large, redirect) | other 4xx |
 -- |--------------------------------------|-------|-------|-------|-------|-------|----|
 -- | resend (GET, DELETE, set maxJobs...) | retry | retry | retry | retry | no (a write: outcome unknown) | no |
--- | no resend (add_account, POST/PATCH)  | retry | no: outcome unknown | retry | no: outcome unknown | no: outcome unknown | no |
+-- | no resend (adding an account, POST/PATCH) | retry | no: outcome unknown | retry | no: outcome unknown | no: outcome unknown | no |
 --
 -- Delay: the server's Retry-After (seconds or HTTP-date) when it sent one, refused (no retry,
 -- the error keeps `retry_after`) beyond `retry_after_max`; otherwise exponential backoff with
