@@ -3,7 +3,6 @@
 -- per day on a terminal or with --chart), JSON Lines or CSV, and optionally written as an HTML
 -- report. The command module parses the arguments and calls M.run with plain options.
 -- @module flowmusic.cli.usage_all
-local args = require "flowmusic.cli.args"
 local common = require "flowmusic.cli.common"
 local output = require "flowmusic.cli.output"
 local report = require "flowmusic.cli.usagereport"
@@ -52,10 +51,11 @@ local FLEET_SONG_COLUMNS = {
   { key = "tokens", title = "TOKENS", right = true }, { key = "credits", title = "CREDITS", right = true },
 }
 
---- Check the options of `usage` and put them in one shape, whatever parsed them (keys with
--- '-' or '_'). Returns the options { all, email, since, until, by, concurrency, html, chart,
--- verbose, mode }, or nil, message (a usage error).
--- @param raw parsed options
+--- Check the options of `usage` (those argparse can't judge alone: how they combine) and
+-- put them in one shape. Returns the options { all, email, since, until, by, concurrency,
+-- html, chart, verbose, mode }, or nil, message (a usage error).
+-- @param raw parsed options (argparse's result: all, since, until, by, concurrency, html,
+--   chart, verbose)
 -- @param email the EMAIL argument or nil
 -- @param mode "table", "json" or "csv"
 function M.options(raw, email, mode)
@@ -64,7 +64,8 @@ function M.options(raw, email, mode)
   if o.all and email then return nil, "--all takes no EMAIL" end
   if not o.all then
     if not email then return nil, "missing EMAIL (or --all)" end
-    if not common.is_email(email) then return nil, "'" .. email .. "' is not an email address" end
+    local ok, msg = common.email(email)
+    if not ok then return nil, msg end
     if raw.concurrency then return nil, "--concurrency goes with --all" end
   end
   for _, name in ipairs({ "since", "until" }) do
@@ -85,7 +86,7 @@ function M.options(raw, email, mode)
   end
   o.concurrency = defaults.cli_concurrency
   if raw.concurrency then
-    local n, err = args.integer(raw.concurrency, 1, defaults.max_concurrency, "--concurrency")
+    local n, err = common.integer(raw.concurrency, 1, defaults.max_concurrency, "--concurrency")
     if not n then return nil, err end
     o.concurrency = n
   end
@@ -133,7 +134,7 @@ local function human(agg, o)
     head[1] = "Usage of " .. o.email
   end
   for _, p in ipairs(range_text(o, agg)) do head[#head + 1] = p end
-  out:write(table.concat(head, ", "), (" (%s)\n"):format(plural(t.events, "event row")))
+  out:write(common.clean(table.concat(head, ", ")), (" (%s)\n"):format(plural(t.events, "event row")))
   out:write(("  charged:  %s credits (%s tokens)\n"):format(output.number(t.charged_credits),
     output.number(t.charged_tokens)))
   out:write(("  received: %s tokens\n"):format(output.number(t.received_tokens)))
@@ -196,25 +197,18 @@ local function collect(client, o)
   local show = not o.verbose and output.isatty(io.stderr)
   local bar = output.progress(show, io.stderr)
   -- Ctrl-C (or SIGTERM) once: start nothing new, report what is done and name the rest;
-  -- twice: drop the calls in flight too. Every account still gets its row.
-  local signals = require("flowmusic").signals
-  signals.catch()
-  local ok, agg, err = pcall(fleet_usage.collect, client, {
-    since = o.since, ["until"] = o["until"], concurrency = o.concurrency,
-    cancel = function()
-      local n = signals.caught()
-      if n >= 2 then return "abort" elseif n >= 1 then return "stop" end
-    end,
+  -- twice: drop the calls in flight too. Every account still gets its row; the command line
+  -- then ends with 130/143.
+  local agg, err = fleet_usage.collect(client, {
+    since = o.since, ["until"] = o["until"], concurrency = o.concurrency, cancel = common.cancel,
     on_progress = function(done, total, email, r)
-      if o.verbose then io.stderr:write(common.verbose_line("GET /accounts/usage " .. email, r), "\n") end
+      if o.verbose then
+        io.stderr:write(common.clean(common.verbose_line("GET /accounts/usage " .. email, r)), "\n")
+      end
       bar:update(done, total)
     end,
   })
-  local caught, last = signals.caught()
-  signals.release()
   bar:finish()
-  if not ok then error(agg, 0) end
-  if caught > 0 then o.stopped_by = last end
   if not agg then
     common.say("usage", "cannot list the accounts: " .. tostring(err):gsub("^flowmusic: ", ""))
     return nil, common.FAILED
@@ -227,14 +221,13 @@ end
 
 --- Run `usage` with checked options (M.options). Returns the exit code: 0, or 1 when the
 -- usage of an account (or the account list) could not be read or the HTML could not be
--- written, or 128 + the signal number (130, 143) when SIGINT/SIGTERM stopped `--all`; the
--- report still covers every account that answered and names the others.
+-- written; the report still covers every account that answered and names the others. (After
+-- SIGINT/SIGTERM flowmusic.cli ends with 130/143 instead.)
 function M.run(client, o)
   local agg, code = collect(client, o)
   if not agg then return code end
   if o.mode == "table" then human(agg, o) else machine(agg, o) end
   code = agg.total.failed > 0 and common.FAILED or common.OK
-  if o.stopped_by then code = 128 + o.stopped_by end
   if o.html then
     local title = o.all and "Flow Music usage: all accounts" or ("Flow Music usage: " .. o.email)
     local ok, err = write_html(o.html, agg, title)
