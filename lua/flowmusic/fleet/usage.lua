@@ -293,7 +293,8 @@ function M.collect(client, opts)
   local seen, user = {}, opts.on_progress
   -- Inside nginx the batch hands every result over after it ends: the documents are all held
   -- by then, and a full collection per document would only stall the worker.
-  local in_nginx = rawget(_G, "ngx") ~= nil and ngx.get_phase ~= nil
+  local ngx_api = rawget(_G, "ngx")
+  local in_nginx = type(ngx_api) == "table" and ngx_api.get_phase ~= nil
   local results = client:batch(calls, { concurrency = opts.concurrency, cancel = opts.cancel,
     on_progress = function(done, total, i, r)
       seen[i] = true
