@@ -22,11 +22,13 @@ local function slurp(path)
   return s
 end
 
---- Run `flowmusic <argv>` with `lua` (default: this Lua); returns exit code, stdout, stderr.
+--- Run `flowmusic <argv>` with `lua` (default: this Lua; another one finds its own build
+-- under build*/, so LUA_CPATH is unset for it); returns exit code, stdout, stderr.
 local function run(argv, lua)
   local out, err, rc = tmp .. "/out", tmp .. "/err", tmp .. "/rc"
-  os.execute(("env -u COLUMNS USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s %s bin/flowmusic %s </dev/null >%s 2>%s;"
-    .. " echo $? >%s"):format(q(API_TOKEN), q(sb.base_url), lua or LUA, argv, q(out), q(err), q(rc)))
+  local unset = lua and "-u LUA_CPATH -u LUA_CPATH_5_1 -u LUA_CPATH_5_4 " or ""
+  os.execute(("env -u COLUMNS %sUSEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s %s bin/flowmusic %s </dev/null >%s 2>%s;"
+    .. " echo $? >%s"):format(unset, q(API_TOKEN), q(sb.base_url), lua or LUA, argv, q(out), q(err), q(rc)))
   return tonumber(slurp(rc):match("%d+")), slurp(out), slurp(err)
 end
 
