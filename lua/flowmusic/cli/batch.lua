@@ -269,6 +269,7 @@ local function run(opts)
         -- Stopped by a signal: never started, or dropped in flight (outcome unknown for writes).
         out.status = r.err.reason == "not_run" and "not_run" or "interrupted"
         out.message = common.error_message(r)
+        if out.status == "not_run" then out.elapsed_ms = nil end
       else
         out.status = "failed"
         out.message = common.error_message(r)
