@@ -17,24 +17,27 @@ local socket = require "socket"
 local responses, log_path = dofile(arg[1]), arg[2]
 local srv = assert(socket.bind("127.0.0.1", 0))
 local _, port = srv:getsockname()
-io.stdout:write(port, "\n") io.stdout:flush()
+local stat = io.open("/proc/self/stat"):read("*l")
+io.stdout:write(stat:match("^(%d+)"), " ", port, "\n") io.stdout:flush()
 srv:settimeout(0.5)
 local served, started = 0, os.time()
 while os.time() - started < 120 do
   local c = srv:accept()
   if c then
     c:settimeout(5)
-    local length = 0
-    while true do
-      local line = c:receive("*l")
-      if not line or line == "" then break end
+    local length, first = 0, c:receive("*l")
+    local line = first
+    while line and line ~= "" do
       local n = line:lower():match("^content%-length:%s*(%d+)")
       if n then length = tonumber(n) end
+      line = c:receive("*l")
     end
-    if length > 0 then c:receive(length) end
-    served = served + 1
-    local f = io.open(log_path, "a") f:write("x\n") f:close()
-    c:send(responses[math.min(served, #responses)])
+    if first then -- (a readiness probe connects and sends nothing)
+      if length > 0 then c:receive(length) end
+      served = served + 1
+      local f = io.open(log_path, "a") f:write("x\n") f:close()
+      c:send(responses[math.min(served, #responses)])
+    end
     c:close()
   end
 end
@@ -56,10 +59,19 @@ function M.start(responses)
   local script = assert(io.open(dir .. "/server.lua", "w"))
   script:write(SERVER)
   script:close()
-  local p = assert(io.popen(("lua5.4 '%s/server.lua' '%s/responses.lua' '%s/log' & echo $!; wait"):format(dir, dir, dir)))
-  local pid = tonumber(p:read("*l"))
-  local port = tonumber(p:read("*l"))
+  local p = assert(io.popen(("exec lua5.4 '%s/server.lua' '%s/responses.lua' '%s/log'"):format(dir, dir, dir)))
+  local line = p:read("*l") or ""
+  local pid, port = line:match("^(%d+) (%d+)$")
+  pid, port = tonumber(pid), tonumber(port)
   assert(pid and port, "raw server did not start")
+  for _ = 1, 100 do -- ready when it accepts a connection
+    local probe = socket.tcp()
+    probe:settimeout(1)
+    local ok = probe:connect("127.0.0.1", port)
+    probe:close()
+    if ok then break end
+    socket.sleep(0.05)
+  end
   return setmetatable({ pid = pid, port = port, dir = dir, pipe = p,
     base_url = ("http://127.0.0.1:%d/v1/flowmusic"):format(port) }, Raw)
 end
