@@ -91,7 +91,7 @@ local function plan_row(row, base_dir)
   if not op then p.error = "missing op (one of " .. OP_NAMES .. ")" return p end
   local rule = OPS[op]
   if not rule then
-    p.error = "unknown op " .. batchfile.show(op, common.secrets()) .. " (one of " .. OP_NAMES .. ")"
+    p.error = "unknown op " .. output.show(op, common.secrets()) .. " (one of " .. OP_NAMES .. ")"
     return p
   end
   for _, k in ipairs(batchfile.KEYS) do
