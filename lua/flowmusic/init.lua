@@ -318,6 +318,7 @@ function Client:__tostring()
 end
 
 -- Inside nginx every call goes to a worker thread (flowmusic.ngx); elsewhere nothing changes.
-if ngx and ngx.get_phase then runner = require("flowmusic.ngx").runner(run_local) end
+local in_nginx = rawget(_G, "ngx")
+if in_nginx and in_nginx.get_phase then runner = require("flowmusic.ngx").runner(run_local) end
 
 return M

@@ -185,7 +185,7 @@ function M.runner(run_local)
     if cfg.on_event and events then
       for _, ev in ipairs(events) do
         local hok, e = pcall(cfg.on_event, ev)
-        if not hok then hook_error = hook_error or e break end
+        if not hok then hook_error = e break end
       end
     end
     if opts.on_progress and not hook_error then
