@@ -7,7 +7,7 @@
 --
 -- Limits: a file holds at most `MAX_BYTES` bytes and `MAX_ROWS` records; a line (and a CSV
 -- record) at most `MAX_LINE` bytes. Nothing from the file is quoted in a message unless it is
--- a short, plain word (see `show`), so a secret handed over by mistake is never echoed.
+-- a short, plain word (see `flowmusic.cli.output.show`), so a secret handed over by mistake is never echoed.
 -- @module flowmusic.cli.batchfile
 local M = {}
 
@@ -28,20 +28,7 @@ M.MAX_BYTES = 16 * 1024 * 1024
 M.MAX_LINE = 64 * 1024
 M.MAX_ROWS = 100000
 
---- Quote a word from the file for a message: only short (<= 40 bytes) plain words
--- (letters, digits, `_ - . ` and spaces) that contain no secret the caller holds; anything
--- else is described by its size.
--- @param s the text
--- @param secrets optional array of strings never to echo
-function M.show(s, secrets)
-  s = tostring(s)
-  local plain = #s <= 40 and s:find("^[%w_%-%. ]*$") ~= nil
-  for _, secret in ipairs(secrets or {}) do
-    if #secret >= 8 and (s:find(secret, 1, true) or (#s >= 8 and secret:find(s, 1, true))) then plain = false end
-  end
-  if plain then return "'" .. s .. "'" end
-  return ("(a %d-byte value, not shown)"):format(#s)
-end
+local show = require("flowmusic.cli.output").show
 
 -- Iterate over physical lines: returns text (CR of CRLF dropped), the position after its
 -- newline, or nil at the end.
@@ -160,10 +147,10 @@ local function parse_csv(text, secrets, sc)
           f = f:lower()
           if not sc.known[f] then
             return nil, ("line %d: unknown column %s in the header (expected %s)")
-              :format(n, M.show(f, secrets), table.concat(sc.keys, ","))
+              :format(n, show(f, secrets), table.concat(sc.keys, ","))
           end
           if seen[f] then
-            return nil, ("line %d: column %s appears twice in the header"):format(n, M.show(f, secrets))
+            return nil, ("line %d: column %s appears twice in the header"):format(n, show(f, secrets))
           end
           seen[f] = true
           fields[i] = f
@@ -223,7 +210,7 @@ local function parse_jsonl(text, secrets, sc)
         for _, k in ipairs(keys) do
           local v = doc[k]
           if not sc.known[k] then
-            bad = bad or ("unknown key %s (expected %s)"):format(M.show(k, secrets), table.concat(sc.keys, ", "))
+            bad = bad or ("unknown key %s (expected %s)"):format(show(k, secrets), table.concat(sc.keys, ", "))
           elseif (type(v) == "string" and v ~= "") or (k == "max_jobs" and type(v) == "number") then
             row[k] = v
           elseif v ~= core.null and v ~= "" then -- null and "" stand for absent

@@ -31,13 +31,8 @@ local function strip_where(msg)
   return (tostring(msg):gsub("^[^\n]-:%d+: ", ""))
 end
 
--- A value from the command line or a file, quoted for a message when it is short and
--- printable, else described.
-local function quoted(s)
-  s = tostring(s)
-  if #s <= 40 and not s:find("[%c\128-\255]") then return "'" .. s .. "'" end
-  return ("(a %d-byte value, not shown)"):format(#s)
-end
+-- A value from the command line, quoted for a message only when it is a short plain word.
+local function quoted(s) return output.show(s, M.secrets()) end
 
 --- A retry count from a string, judged by the library's rule (0 to defaults.max_retries).
 function M.retries(s, what)
@@ -234,12 +229,7 @@ end
 --- A value from the input for the report, unless it holds a secret (or is part of one):
 -- then a description of its size.
 function M.redact(v)
-  if type(v) ~= "string" then return v end
-  for _, secret in ipairs(M.secrets()) do
-    if #secret >= 8 and (v:find(secret, 1, true) or (#v >= 8 and secret:find(v, 1, true))) then
-      return ("(a %d-byte value, not shown)"):format(#v)
-    end
-  end
+  if type(v) == "string" and output.holds_secret(v, M.secrets()) then return output.hidden(v) end
   return v
 end
 
