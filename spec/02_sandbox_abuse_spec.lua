@@ -107,6 +107,40 @@ describe("sandbox under abuse", function()
       assert.is_true(#small.events < 50)
     end)
 
+    it("a usage document at the maximum does not wedge the sandbox: other requests are answered meanwhile", function()
+      post({ refresh_token = "sandbox:plus:max@x.com" })
+      assert.are.equal(200, (sb:control("POST", "usage", { email = "max@x.com", events = 200000 })))
+      local done = sb.dir .. "/usage-done"
+      os.remove(done)
+      -- curl reports when the first byte of the answer came (seconds after its own start)
+      os.execute("(start=$(date +%s.%N); curl -sS -o " .. q(sb.dir .. "/usage.json")
+        .. " -w '%{http_code} %{time_starttransfer}' -H " .. q("Authorization: Bearer " .. sb.token) .. " "
+        .. q(sb.base_url .. "/accounts/usage?email=max%40x.com") .. " > " .. q(done .. ".tmp")
+        .. "; echo \" $start\" >> " .. q(done .. ".tmp") .. "; mv " .. q(done .. ".tmp") .. " " .. q(done)
+        .. ") >/dev/null 2>&1 &")
+      local socket = require "socket"
+      -- once the request has arrived (it is counted first), other requests are answered
+      -- before the usage document is: it is built in slices
+      local deadline = socket.gettime() + 30
+      repeat
+        local counts = sb:requests()
+        local arrived = counts.by["GET /v1/flowmusic/accounts/usage"] == 1
+        if not arrived then socket.sleep(0.01) end
+      until arrived or socket.gettime() > deadline
+      assert.are.equal(200, (sb:control("GET", "health")))
+      assert.are.equal(200, (sb:api("GET", "/accounts")))
+      local answered = socket.gettime()
+      repeat socket.sleep(0.05) until io.open(done) or socket.gettime() > deadline + 60
+      local status, first_byte, start = assert(io.open(done)):read("*a"):match("^(%d+) ([%d.]+)%s+([%d.]+)")
+      assert.are.equal("200", status)
+      assert.is_true(answered < tonumber(start) + tonumber(first_byte),
+                     "the others waited for the usage document")
+      local f = assert(io.open(sb.dir .. "/usage.json"))
+      local size = f:seek("end")
+      f:close()
+      assert.is_true(size > 40 * 1000 * 1000, "only " .. size .. " bytes")
+    end)
+
     it("fault parameters: numbers in range, messages at most 1024 bytes, no control characters in headers", function()
       local bad = {
         "latency ms=1e300", "latency ms=600001", "stall ms=-1", "endless seconds=3601",
