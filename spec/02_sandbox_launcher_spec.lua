@@ -265,6 +265,13 @@ describe("sandbox launcher against another local user (as root)", function()
     assert.are.equal("0", stat("%u", victim))
     -- nothing of ours landed in that user's directory
     assert.are.equal("error.log", (capture("ls -A " .. q(dir)):gsub("%s+$", "")))
+    -- stop there touches nothing either
+    out, rc = as_user("echo 'pid=1' > " .. q(dir .. "/sandbox.info") .. " && echo 1 > " .. q(dir .. "/nginx.pid"))
+    assert.are.equal(0, rc, out)
+    assert.is_nil((server.stop({ dir = dir, remove = true })))
+    assert.are.equal("pid=1\n", host.read_file(dir .. "/sandbox.info"))
+    out, rc = as_user("rm " .. q(dir .. "/sandbox.info") .. " " .. q(dir .. "/nginx.pid"))
+    assert.are.equal(0, rc, out)
     -- a directory that user owns with mode 0700 is refused just the same
     out, rc = as_user("rm " .. q(dir .. "/error.log") .. " && chmod 700 " .. q(dir))
     assert.are.equal(0, rc, out)

@@ -352,9 +352,13 @@ function M.stop(opts)
     was = true
     run("kill -KILL " .. string.format("%d", worker) .. " 2>/dev/null")
   end
-  os.remove(dir .. "/sandbox.info")
-  os.remove(dir .. "/worker.pid")
-  if opts.remove then run("rm -rf -- " .. shell_quote(dir)) end
+  -- clean up only in a directory of ours (never through a link another user planted)
+  local d = lstat({ dir })[dir]
+  if d and d.type == "directory" and d.uid == host.uid() then
+    os.remove(dir .. "/sandbox.info")
+    os.remove(dir .. "/worker.pid")
+    if opts.remove then run("rm -rf -- " .. shell_quote(dir)) end
+  end
   if not was then return nil, refused or ("no sandbox running in " .. dir) end
   return true
 end
