@@ -14,12 +14,15 @@ method returning plain Lua tables, concurrent batches over one libcurl multi han
 retry policy that never double-applies, a command line for batch account updates, an
 OpenResty adapter that keeps nginx's event loop free, and a local sandbox of the API.
 ]],
+   homepage = "https://example.invalid/flowmusic",
    license = "MIT",
 }
 
 dependencies = {
    "lua >= 5.1, < 5.5",
+   "luasocket", -- the sandbox launcher (flowmusic sandbox start)
    "lua-cjson",
+   "argparse",
 }
 
 -- Debian keeps curl.h under /usr/include/<triplet>/, which the header check does not search:
@@ -28,18 +31,27 @@ external_dependencies = {
    CURL = { library = "curl" },
 }
 
+-- The C core is built by CMakeLists.txt in a temporary directory outside the source tree
+-- (luarocks' builtin and cmake types leave objects or build.luarocks/ in it), for the Lua
+-- that luarocks targets, and installed into the rock's lib dir. The Lua modules below are
+-- copied by luarocks: every lua/**.lua file must be listed (scripts/check-rockspec.sh checks).
 build = {
-   type = "builtin",
-   modules = {
-      ["flowmusic.core"] = {
-         sources = { "src/core.c", "src/clock.c", "src/codes.c", "src/headers.c", "src/signals.c", "src/session.c", "src/transfer.c", "src/json.c", "src/buffer.c", "src/compat.c" },
-         defines = { "_POSIX_C_SOURCE=200809L" },
-         libraries = { "curl", "pthread" },
-         incdirs = { "$(CURL_INCDIR)" },
-         libdirs = { "$(CURL_LIBDIR)" },
-      },
+   type = "command",
+   build_command = [[
+d=$(mktemp -d "${TMPDIR:-/tmp}/flowmusic-rock.XXXXXX") || exit 1
+v=$("$(LUA)" -e "io.write((_VERSION:gsub('^Lua ', '')))") &&
+"$(CMAKE)" -S . -B "$d" -DCMAKE_BUILD_TYPE=Release -DLUA_VERSION="$v" -DLUA_INCLUDE_DIR="$(LUA_INCDIR)" \
+   -DFLOWMUSIC_INSTALL_CMOD="$(LIBDIR)" &&
+"$(CMAKE)" --build "$d" &&
+"$(CMAKE)" --install "$d" --component core
+s=$?
+rm -rf "$d"
+exit $s
+]],
+   install = {
+      lua = {
       ["flowmusic.cli.accounts"] = "lua/flowmusic/cli/accounts.lua",
-      ["flowmusic.cli.args"] = "lua/flowmusic/cli/args.lua",
+      ["flowmusic.cli"] = "lua/flowmusic/cli/init.lua",
       ["flowmusic.cli.batch"] = "lua/flowmusic/cli/batch.lua",
       ["flowmusic.cli.batchfile"] = "lua/flowmusic/cli/batchfile.lua",
       ["flowmusic.cli.common"] = "lua/flowmusic/cli/common.lua",
@@ -67,8 +79,7 @@ build = {
       ["flowmusic.sandbox.util"] = "lua/flowmusic/sandbox/util.lua",
       ["flowmusic.sandbox.watchdog"] = "lua/flowmusic/sandbox/watchdog.lua",
       ["flowmusic.validate"] = "lua/flowmusic/validate.lua",
-   },
-   install = {
+      },
       bin = { flowmusic = "bin/flowmusic" },
    },
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Run every test of flowmusic, doing all set-up first (Debian packages, the three builds):
+# Run every test of flowmusic, doing all set-up first (Debian packages, the five builds):
 #   1. the busted specs with Lua 5.4 against build/
 #   2. the same specs with lua5.1 against the Lua 5.1 API build (build51/, as LuaJIT loads it)
-#   3. the client specs under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
-#   4. the rockspec: `luarocks make` into a scratch tree, offline, then require + CLI
-#   5. the demo, the README's main job
+#   3. the same specs with lua5.2 (build52/), lua5.3 (build53/) and LuaJIT (build51/)
+#   4. the client specs under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
+#   5. the rockspec: `luarocks make` into a scratch tree, offline, then require + CLI
+#   6. `cmake --install` into a scratch prefix, then require from there
+#   7. the demo, the README's main job
 # Ends with one line "N passed, N failed"; exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +42,14 @@ suite "specs, Lua 5.4" env LUA_CPATH="build/?.so;;" lua5.4 /usr/bin/busted spec
 
 suite "specs, Lua 5.1 API build under lua5.1" env LUA_CPATH="build51/?.so;;" lua5.1 /usr/bin/busted spec
 
+suite "specs, Lua 5.2" env LUA_CPATH="build52/?.so;;" lua5.2 /usr/bin/busted spec
+
+suite "specs, Lua 5.3" env LUA_CPATH="build53/?.so;;" lua5.3 /usr/bin/busted spec
+
+# /usr/bin/busted is a Lua 5.1 script: luajit runs it, finding busted, luassert, cjson and
+# LuaSocket through its default paths (/usr/share/lua/5.1, /usr/lib/<triplet>/lua/5.1).
+suite "specs, LuaJIT (luajit, 5.1 API build)" env LUA_CPATH="build51/?.so;;" luajit /usr/bin/busted spec
+
 # The sanitizer runtimes are preloaded into lua5.4 only; the sandbox launcher starts nginx
 # without them. Leak checking covers the module: anything it loses is a direct leak.
 asan=$(gcc -print-file-name=libasan.so)
@@ -51,6 +61,30 @@ suite "client specs under ASan+UBSan" env LD_PRELOAD="$asan $ubsan" \
     LUA_CPATH="build-asan/?.so;;" lua5.4 /usr/bin/busted spec/1*_spec.lua spec/2*_spec.lua
 
 suite "rockspec installs offline" bash scripts/check-rockspec.sh
+
+# `cmake --install` gives a tree that LUA_PATH/LUA_CPATH can point at: flowmusic and its core
+# load from the prefix (run outside the source tree; the system paths are kept for cjson).
+cmake_install() {
+    local prefix rc
+    prefix=$(mktemp -d "${TMPDIR:-/tmp}/flowmusic-install.XXXXXX")
+    cmake --install build --prefix "$prefix" &&
+    (cd "$prefix" &&
+     LUA_PATH="$prefix/share/lua/5.4/?.lua;$prefix/share/lua/5.4/?/init.lua;;" \
+     LUA_CPATH="$prefix/lib/lua/5.4/?.so;;" FM_PREFIX="$prefix" lua5.4 -e '
+        local prefix = os.getenv "FM_PREFIX"
+        local flowmusic = require "flowmusic"
+        assert(flowmusic._VERSION and flowmusic.new, "flowmusic did not load")
+        for _, m in ipairs { { "flowmusic", package.path }, { "flowmusic.core", package.cpath } } do
+          local where = assert(package.searchpath(m[1], m[2]))
+          assert(where:sub(1, #prefix + 1) == prefix .. "/", m[1] .. " loaded from " .. where)
+        end
+        print("installed flowmusic " .. flowmusic._VERSION .. " loads from " .. prefix)') &&
+    [[ -x $prefix/bin/flowmusic ]]
+    rc=$?
+    rm -rf "$prefix"
+    return $rc
+}
+suite "cmake --install into a scratch prefix" cmake_install
 
 suite "the demo (scripts/demo.sh) runs" bash scripts/demo.sh
 

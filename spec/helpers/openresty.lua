@@ -9,6 +9,9 @@
 --     ngx_srv:stop()  -- SIGTERM to the master by pid, idempotent, removes the directory
 --
 -- In `conf`, `@PREFIX@` and `@PORT@` are replaced; the directory has logs/ and tmp/.
+-- The workers run as the invoking user: a `user` directive in `conf` is replaced by
+-- `M.user_directive()` (or that is added), so a repository nginx's default worker user can't
+-- read (a clone under a 0700 /root) still works.
 -- Instances also stop when the spec process ends (`stop_all` from a __gc sentinel) and,
 -- when the configuration calls `@WATCHDOG@` in init_worker, when it is killed.
 -- @module spec.helpers.openresty
@@ -39,6 +42,28 @@ function M.repo_dir()
   return cwd
 end
 
+--- The `user` directive that runs nginx's workers as the invoking user and group: when the
+-- master starts as root, workers otherwise switch to `nobody` (or the conf's user), who may not
+-- be able to read lua_package_path. "" when not root (nginx then ignores `user`, with a warning).
+-- @treturn string
+function M.user_directive()
+  if server.uid() ~= "0" then return "" end
+  local user = capture("id -un"):gsub("%s+$", "")
+  local group = capture("id -gn"):gsub("%s+$", "")
+  assert(user ~= "" and group ~= "", "id -un / id -gn failed")
+  return "user " .. user .. " " .. group .. ";"
+end
+
+-- conf with its main-context `user` directive replaced by (or else preceded by) ours.
+local function with_user(conf)
+  local directive = M.user_directive()
+  local n
+  conf, n = ("\n" .. conf):gsub("\nuser[ \t][^;\n]*;", "\n" .. directive)
+  conf = conf:sub(2)
+  if n == 0 and directive ~= "" then conf = directive .. "\n" .. conf end
+  return conf
+end
+
 --- Pid of this process (the spec runner) and its start time, for the nginx-side watchdog.
 function M.self_pid()
   local s = assert(M.read_file("/proc/self/stat"))
@@ -67,11 +92,12 @@ function M.start(opts)
   local last_log
   for _ = 1, 5 do
     local port = free_port()
-    local conf = opts.conf:gsub("@PREFIX@", dir):gsub("@PORT@", tostring(port))
+    local conf = with_user(opts.conf):gsub("@PREFIX@", dir):gsub("@PORT@", tostring(port))
     write_file(dir .. "/nginx.conf", conf)
     write_file(dir .. "/logs/error.log", "")
-    -- never LD_PRELOAD: the sanitizer run preloads ASan into the spec process only
-    local cmd = table.concat({ "env -u LD_PRELOAD", table.concat(envs, " "), q(M.NGINX), "-p", q(dir .. "/"),
+    -- never LD_PRELOAD: the sanitizer run preloads ASan into the spec process only; nor the
+    -- spec's LUA_PATH/LUA_CPATH (for another Lua): LuaJIT would take them as ";;"
+    local cmd = table.concat({ "env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH", table.concat(envs, " "), q(M.NGINX), "-p", q(dir .. "/"),
       "-c", q(dir .. "/nginx.conf"), "-e", q(dir .. "/logs/error.log"),
       ">>", q(dir .. "/logs/error.log"), "2>&1" }, " ")
     if run(cmd) then

@@ -1,37 +1,29 @@
 --- `flowmusic usage EMAIL [--by day|type|song]`: a readable usage report of one account.
--- A function taking the argument list and returning the exit code.
+-- A command module of flowmusic.cli.
 -- @module flowmusic.cli.usage
-local args = require "flowmusic.cli.args"
 local common = require "flowmusic.cli.common"
 local output = require "flowmusic.cli.output"
 local report = require "flowmusic.cli.usagereport"
 
-local USAGE = [[
-usage: flowmusic usage EMAIL [--by day|type|song] [options]
-
+local DESCRIPTION = [[
 Usage report of one account (GET /accounts/usage): totals (credits charged by
 producer-usage + riffusion, tokens received from grant + daily-free; 12 tokens = 1
 credit), then a table per day, per event type and per song (conversation).
-  --by day|type|song  show only that table after the totals
 
 With --json / --csv every row is one record with the columns
 section,email,key,title,kind,tokens,credits,charged_tokens,charged_credits,received_tokens,songs
 where section is total, day (key = YYYY-MM-DD), type (key = event type, kind =
 charged|received|other) or song (key = conversation id, title = song title);
---by keeps only the rows of that section.
+--by keeps only the rows of that section.]]
 
-]] .. common.CONNECTION_HELP .. [[
-
+local EPILOG = [[
 examples:
   flowmusic usage someone@example.com
   flowmusic usage someone@example.com --by song
   flowmusic usage someone@example.com --by day --csv > days.csv
 
-exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usage error.
-]]
-
-local SPEC = common.spec(common.CONNECTION, { by = true })
-local BY = { day = true, type = true, song = true }
+exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usage error,
+130/143 interrupted by SIGINT/SIGTERM.]]
 
 local DAY_COLUMNS = {
   { key = "key", title = "DAY" },
@@ -52,8 +44,8 @@ local SONG_COLUMNS = {
 local function human(r, email, by)
   local out = io.stdout
   local t = r.total
-  out:write(("Usage of %s"):format(email))
-  if r.first then out:write((", %s to %s"):format(r.first, r.last)) end
+  out:write(("Usage of %s"):format(common.clean(email)))
+  if r.first then out:write((", %s to %s"):format(common.clean(r.first), common.clean(r.last))) end
   out:write((" (%d event row%s)\n"):format(r.events, r.events == 1 and "" or "s"))
   out:write(("  charged:  %s credits (%s tokens)\n"):format(output.number(t.charged_credits),
     output.number(t.charged_tokens)))
@@ -77,24 +69,13 @@ local function human(r, email, by)
   end
 end
 
-return function(argv)
-  local opts, pos = args.parse(argv or {}, SPEC)
-  if not opts then return common.usage_error("usage", pos) end
-  if opts.help then io.stdout:write(USAGE) return common.OK end
-  local mode, merr = common.mode(opts)
-  if not mode then return common.usage_error("usage", merr) end
-  if #pos == 0 then return common.usage_error("usage", "missing EMAIL") end
-  if #pos > 1 then return common.usage_error("usage", "unexpected argument '" .. pos[2] .. "'") end
-  local email = pos[1]
-  if not common.is_email(email) then
-    return common.usage_error("usage", "'" .. email .. "' is not an email address")
-  end
-  if opts.by and not BY[opts.by] then
-    return common.usage_error("usage", "--by must be day, type or song, got '" .. opts.by .. "'")
-  end
-  local client, cerr = common.client(opts)
+local function run(args)
+  common.catch_signals()
+  local mode = common.mode(args)
+  local email = args.email
+  local client, cerr = common.client(args)
   if not client then return common.usage_error("usage", cerr) end
-  local r = common.call(client, opts, "GET /accounts/usage", { "get_usage", email })
+  local r = common.call(client, args, "GET /accounts/usage", { "get_usage", email })
   client:close()
   if not r.ok then
     common.say("usage", common.error_message(r))
@@ -102,13 +83,13 @@ return function(argv)
   end
   local rep = report.summarize(r.value, email)
   if mode == "table" then
-    human(rep, email, opts.by)
+    human(rep, email, args.by)
   else
     local w = output.writer(mode, report.COLUMNS)
-    if not opts.by then w:add(rep.total) end
+    if not args.by then w:add(rep.total) end
     local sections = { day = rep.days, type = rep.types, song = rep.songs }
     for _, name in ipairs({ "day", "type", "song" }) do
-      if not opts.by or opts.by == name then
+      if not args.by or args.by == name then
         for _, row in ipairs(sections[name]) do w:add(row) end
       end
     end
@@ -116,3 +97,19 @@ return function(argv)
   end
   return common.OK
 end
+
+return {
+  name = "usage",
+  summary = "Usage report of one account: totals, per day, per type, per song.",
+  configure = function(cmd)
+    cmd:description(DESCRIPTION)
+    cmd:epilog(EPILOG)
+    cmd:argument("EMAIL", "The account's email address."):target("email")
+      :convert(function(v) return common.email(v) end)
+    cmd:option("--by", "Show only that table after the totals.")
+      :choices({ "day", "type", "song" }):argname("day|type|song"):overwrite(false)
+    common.connection_options(cmd)
+    common.output_options(cmd)
+  end,
+  run = run,
+}

@@ -432,10 +432,11 @@ function M.start(opts)
       ok, err = write_private(dir .. "/error.log", "")
       if not ok then return nil, err end
       -- nginx never inherits a preloaded library (the sanitizer run of the specs preloads
-      -- ASan into the Lua process only). umask 077: what nginx creates before it daemonizes
+      -- ASan into the Lua process only), nor LUA_PATH/LUA_CPATH: LuaJIT would take them as
+      -- its ";;" defaults, and those of Lua 5.4 (`luarocks path`) load 5.4's cjson.so. umask 077: what nginx creates before it daemonizes
       -- (logs, temp directories) is private; daemonizing resets the umask to 0, so the workers
       -- set 077 again (handler.init_worker) and the pid file nginx writes is 0644.
-      local started = run(table.concat({ "umask 077 && env -u LD_PRELOAD", shell_quote(nginx), "-p", shell_quote(dir .. "/"), "-c",
+      local started = run(table.concat({ "umask 077 && env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH", shell_quote(nginx), "-p", shell_quote(dir .. "/"), "-c",
         shell_quote(dir .. "/nginx.conf"), "-e", shell_quote(dir .. "/error.log"),
         ">>", shell_quote(dir .. "/error.log"), "2>&1" }, " "))
       if started then
