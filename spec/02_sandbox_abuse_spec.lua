@@ -254,8 +254,10 @@ describe("sandbox under abuse", function()
       sb:seed(2)
       for _, args in ipairs({
         "-H 'Origin: http://evil.example' " .. q(sb.root .. "/__sandbox/health"),
-        "-X POST -H 'Origin: http://evil.example' -H 'Content-Type: application/json' -d '{}' " .. q(sb.root .. "/__sandbox/reset"),
-        "-X POST -H 'Origin: null' -H 'Content-Type: application/json' -d '{\"fault\":\"reset\",\"count\":0}' " .. q(sb.root .. "/__sandbox/faults"),
+        "-X POST -H 'Origin: http://evil.example' -H 'Content-Type: application/json' -d '{}' "
+          .. q(sb.root .. "/__sandbox/reset"),
+        "-X POST -H 'Origin: null' -H 'Content-Type: application/json' -d '{\"fault\":\"reset\",\"count\":0}' "
+          .. q(sb.root .. "/__sandbox/faults"),
         "-X DELETE -H 'Origin: http://127.0.0.1' " .. q(sb.root .. "/__sandbox/faults"),
       }) do
         local code, body = curl(args)
@@ -269,7 +271,8 @@ describe("sandbox under abuse", function()
 
     it("accept a body only as application/json (415 JSON otherwise), and do nothing", function()
       sb:seed(2)
-      for _, ctype in ipairs({ "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "" }) do
+      for _, ctype in ipairs({ "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                               "" }) do
         local args = "-X POST " .. (ctype ~= "" and ("-H " .. q("Content-Type: " .. ctype)) or "-H 'Content-Type:'")
           .. " --data-binary '{}' " .. q(sb.root .. "/__sandbox/reset")
         local code, body = curl(args)
@@ -278,7 +281,8 @@ describe("sandbox under abuse", function()
       end
       local _, list = sb:api("GET", "/accounts")
       assert.is_table(list["seed-01@sandbox.test"])
-      local code = curl("-X POST -H 'Content-Type: application/json; charset=utf-8' -d '{}' " .. q(sb.root .. "/__sandbox/reset"))
+      local code = curl("-X POST -H 'Content-Type: application/json; charset=utf-8' -d '{}' "
+        .. q(sb.root .. "/__sandbox/reset"))
       assert.are.equal(200, code)
       _, list = sb:api("GET", "/accounts")
       assert.are.same({}, list)
