@@ -261,6 +261,7 @@ end
 -- Encoded large documents of this worker, keyed by email|rows|anchor (deterministic, so
 -- they never go stale); the oldest go first once they hold more than CACHE_BYTES.
 local cache, cache_keys, cache_bytes, CACHE_BYTES = {}, {}, 0, 64 * 1048576
+local building = false -- a large document is being built (by a request that yields meanwhile)
 
 --- The usage document as JSON text; large documents are kept for repeated requests.
 -- @tparam table rec internal account record
@@ -269,9 +270,16 @@ function M.render(rec)
   local n = ngx.shared.flowmusic_sandbox:get("usage:" .. rec.email)
   if not n then return json.encode(M.document(rec)) end
   local key = rec.email .. "|" .. n .. "|" .. anchor_day(rec)
+  -- one large document at a time: the others wait (other requests are still answered), so
+  -- concurrent requests never hold several half-built documents
+  while building and not cache[key] do ngx.sleep(0.005) end
   local text = cache[key]
   if not text then
-    text = big_text(rec, n)
+    building = true
+    local ok, built = pcall(big_text, rec, n)
+    building = false
+    if not ok then error(built, 0) end
+    text = built
     cache[key] = text
     cache_keys[#cache_keys + 1] = key
     cache_bytes = cache_bytes + #text
