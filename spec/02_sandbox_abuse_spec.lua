@@ -141,6 +141,26 @@ describe("sandbox under abuse", function()
       assert.is_true(size > 40 * 1000 * 1000, "only " .. size .. " bytes")
     end)
 
+    it("a client hanging up while its large document is built does not hold up the next one", function()
+      post({ refresh_token = "sandbox:plus:quit@x.com" })
+      post({ refresh_token = "sandbox:plus:next@x.com" })
+      assert.are.equal(200, (sb:control("POST", "usage", { email = "quit@x.com", events = 200000 })))
+      assert.are.equal(200, (sb:control("POST", "usage", { email = "next@x.com", events = 1000 })))
+      local socket = require "socket"
+      local c = socket.tcp()
+      c:settimeout(5)
+      assert(c:connect("127.0.0.1", sb.port))
+      assert(c:send("GET /v1/flowmusic/accounts/usage?email=quit%40x.com HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        .. "Authorization: Bearer " .. sb.token .. "\r\n\r\n"))
+      local deadline = socket.gettime() + 30
+      repeat socket.sleep(0.01)
+      until (sb:requests().by["GET /v1/flowmusic/accounts/usage"] or 0) >= 1 or socket.gettime() > deadline
+      c:close() -- nginx ends that request at its next slice
+      local code, doc = sb:api("GET", "/accounts/usage?email=next%40x.com", { timeout = 60 })
+      assert.are.equal(200, code, tostring(doc))
+      assert.are.equal(1000, #doc.events)
+    end)
+
     it("fault parameters: numbers in range, messages at most 1024 bytes, no control characters in headers", function()
       local bad = {
         "latency ms=1e300", "latency ms=600001", "stall ms=-1", "endless seconds=3601",

@@ -208,6 +208,11 @@ local function row_before(a, b)
   return ca < cb
 end
 
+-- When the large document being built last made progress (nil: none is). A request whose
+-- client hangs up is ended at a yield and never clears it, so waiters take a mark older than
+-- STALE seconds as free.
+local building, STALE = nil, 2
+
 -- The JSON text of a synthetic document of n rows, built a day at a time (yielding to other
 -- requests every 200 days, 5000 rows): each synthetic
 -- event is its own row, so no day needs aggregating, and only the encoded pieces are kept
@@ -219,7 +224,10 @@ local function big_text(rec, n)
   local out = { '{"email":', json.quote(email), ',"events":[' } -- pieces, never one string per row
   local days = math.ceil(n / 25)
   for k = days - 1, 0, -1 do -- oldest day first
-    if k % 200 == 0 then ngx.sleep(0.001) end -- let the worker answer other requests meanwhile
+    if k % 200 == 0 then -- let the worker answer other requests meanwhile
+      ngx.sleep(0.001)
+      building = ngx.now()
+    end
     local day = anchor - (k + 1) * DAY
     local event_at = os.date("!%Y-%m-%dT00:00:00", day)
     local rows = {}
@@ -261,7 +269,6 @@ end
 -- Encoded large documents of this worker, keyed by email|rows|anchor (deterministic, so
 -- they never go stale); the oldest go first once they hold more than CACHE_BYTES.
 local cache, cache_keys, cache_bytes, CACHE_BYTES = {}, {}, 0, 64 * 1048576
-local building = false -- a large document is being built (by a request that yields meanwhile)
 
 --- The usage document as JSON text; large documents are kept for repeated requests.
 -- @tparam table rec internal account record
@@ -272,12 +279,12 @@ function M.render(rec)
   local key = rec.email .. "|" .. n .. "|" .. anchor_day(rec)
   -- one large document at a time: the others wait (other requests are still answered), so
   -- concurrent requests never hold several half-built documents
-  while building and not cache[key] do ngx.sleep(0.005) end
+  while building and ngx.now() - building < STALE and not cache[key] do ngx.sleep(0.005) end
   local text = cache[key]
   if not text then
-    building = true
+    building = ngx.now()
     local ok, built = pcall(big_text, rec, n)
-    building = false
+    building = nil
     if not ok then error(built, 0) end
     text = built
     cache[key] = text
