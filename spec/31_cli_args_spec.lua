@@ -33,7 +33,7 @@ describe("flowmusic command line parser", function()
       ["accounts add"] = { "--refresh-token-file FILE", "--max-jobs N", "--token-file FILE", "--base-url URL",
         "--timeout SECS", "--retries N", "--verbose", "--json", "--csv" },
       ["accounts list"] = { "--json", "--csv", "--token-file", "--verbose" },
-      usage = { "--by day|type|song", "--json", "--csv", "--timeout" },
+      usage = { "--by day|account|type|song", "--all", "--since", "--until", "--html", "--json", "--csv", "--timeout" },
       batch = { "--concurrency N", "--dry-run", "--format F", "--progress", "--no-progress", "--json",
         "--csv", "--retries N", "exit status" },
       ["sandbox start"] = { "--port N", "--token T", "--dir D" },

@@ -13,8 +13,16 @@ local M = {}
 
 --- The keys a row may carry.
 M.KEYS = { "op", "email", "max_jobs", "refresh_token_file" }
-local KNOWN = {}
-for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
+
+--- The columns of a kind of file, for M.parse: `keys` (array of allowed keys, `max_jobs` may
+-- be a JSON number), `required` (the CSV header must have it) and `what` (for messages).
+-- Batch files are `M.schema(M.KEYS, "op", "batch")`; fleet files use their own.
+function M.schema(keys, required, what)
+  local known = {}
+  for _, k in ipairs(keys) do known[k] = true end
+  return { keys = keys, known = known, required = required, what = what }
+end
+local BATCH = M.schema(M.KEYS, "op", "batch")
 
 M.MAX_BYTES = 16 * 1024 * 1024
 M.MAX_LINE = 64 * 1024
@@ -127,10 +135,10 @@ function M.detect(name, text)
   return "csv"
 end
 
-local EMPTY = "the file is empty (a batch needs at least one row%s)"
+local EMPTY = "the file is empty (a %s needs at least one row%s)"
 
 -- CSV: rows after the header.
-local function parse_csv(text, secrets)
+local function parse_csv(text, secrets, sc)
   local rows, header = {}, nil
   local pos, n = 1, 0
   while true do
@@ -150,9 +158,9 @@ local function parse_csv(text, secrets)
         local seen = {}
         for i, f in ipairs(fields) do
           f = f:lower()
-          if not KNOWN[f] then
-            return nil, ("line %d: unknown column %s in the header (expected op,email,max_jobs,refresh_token_file)")
-              :format(n, M.show(f, secrets))
+          if not sc.known[f] then
+            return nil, ("line %d: unknown column %s in the header (expected %s)")
+              :format(n, M.show(f, secrets), table.concat(sc.keys, ","))
           end
           if seen[f] then
             return nil, ("line %d: column %s appears twice in the header"):format(n, M.show(f, secrets))
@@ -160,7 +168,9 @@ local function parse_csv(text, secrets)
           seen[f] = true
           fields[i] = f
         end
-        if not seen.op then return nil, ("line %d: the header row has no 'op' column"):format(n) end
+        if not seen[sc.required] then
+          return nil, ("line %d: the header row has no '%s' column"):format(n, sc.required)
+        end
         header = fields
         pos, n = next_pos, last
       elseif not fields then
@@ -178,18 +188,18 @@ local function parse_csv(text, secrets)
         rows[#rows + 1] = row
         pos, n = next_pos, last
       end
-      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one batch)"):format(M.MAX_ROWS) end
+      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one %s)"):format(M.MAX_ROWS, sc.what) end
     end
   end
   if not header then
-    return nil, EMPTY:format(": CSV starts with the header row op,email,max_jobs,refresh_token_file")
+    return nil, EMPTY:format(sc.what, ": CSV starts with the header row " .. table.concat(sc.keys, ","))
   end
-  if #rows == 0 then return nil, EMPTY:format(" after the header") end
+  if #rows == 0 then return nil, EMPTY:format(sc.what, " after the header") end
   return rows
 end
 
 -- JSON Lines: one object per line.
-local function parse_jsonl(text, secrets)
+local function parse_jsonl(text, secrets, sc)
   local core = require "flowmusic.core"
   local rows = {}
   local pos, n = 1, 0
@@ -212,9 +222,8 @@ local function parse_jsonl(text, secrets)
         table.sort(keys)
         for _, k in ipairs(keys) do
           local v = doc[k]
-          if not KNOWN[k] then
-            bad = bad or ("unknown key %s (expected op, email, max_jobs, refresh_token_file)")
-              :format(M.show(k, secrets))
+          if not sc.known[k] then
+            bad = bad or ("unknown key %s (expected %s)"):format(M.show(k, secrets), table.concat(sc.keys, ", "))
           elseif (type(v) == "string" and v ~= "") or (k == "max_jobs" and type(v) == "number") then
             row[k] = v
           elseif v ~= core.null and v ~= "" then -- null and "" stand for absent
@@ -223,10 +232,10 @@ local function parse_jsonl(text, secrets)
         end
         if bad then rows[#rows + 1] = { line = n, error = bad } else rows[#rows + 1] = row end
       end
-      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one batch)"):format(M.MAX_ROWS) end
+      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one %s)"):format(M.MAX_ROWS, sc.what) end
     end
   end
-  if #rows == 0 then return nil, EMPTY:format(": one JSON object per line") end
+  if #rows == 0 then return nil, EMPTY:format(sc.what, ": one JSON object per line") end
   return rows
 end
 
@@ -234,13 +243,14 @@ end
 -- @param text the content (at most MAX_BYTES)
 -- @param format "csv" or "jsonl"
 -- @param secrets optional array of strings never to quote in a message
+-- @param schema optional, from M.schema (default: batch files)
 -- @return array of rows `{ line = n, op =, email =, max_jobs =, refresh_token_file = }`
 --   (a malformed record gives `{ line = n, error = message }`); or nil, message when the file
 --   as a whole can't be used (empty, bad CSV header, too many rows)
-function M.parse(text, format, secrets)
+function M.parse(text, format, secrets, schema)
   text = strip_bom(text)
-  if format == "jsonl" then return parse_jsonl(text, secrets) end
-  return parse_csv(text, secrets)
+  if format == "jsonl" then return parse_jsonl(text, secrets, schema or BATCH) end
+  return parse_csv(text, secrets, schema or BATCH)
 end
 
 return M
