@@ -67,41 +67,12 @@ local function multipart(fields)
   return table.concat(parts), "multipart/form-data; boundary=" .. boundary
 end
 
--- Send a raw HTTP request and read until the server closes (or the timeout).
--- Returns everything received and the final error ("closed", "timeout", ...).
-local function raw(sb, request, timeout)
-  local c = socket.tcp()
-  c:settimeout(timeout or 5)
-  assert(c:connect("127.0.0.1", sb.port))
-  assert(c:send(request))
-  local chunks = {}
-  while true do
-    local data, err, partial = c:receive(8192)
-    if data then
-      chunks[#chunks + 1] = data
-    else
-      if partial and #partial > 0 then chunks[#chunks + 1] = partial end
-      c:close()
-      return table.concat(chunks), err
-    end
-  end
-end
-
 -- A raw GET of an API path with optional extra header lines.
 local function raw_get(sb, path, extra, timeout)
-  return raw(sb, "GET /v1/flowmusic" .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
-    .. sb.token .. "\r\nConnection: close\r\n" .. (extra or "") .. "\r\n", timeout)
+  return sb:raw_api("GET", path, extra, nil, timeout)
 end
 
--- Split a raw response into status, lower-cased headers and body.
-local function parse_raw(data)
-  local head, body = data:match("^(.-)\r\n\r\n(.*)$")
-  if not head then return nil end
-  local status = tonumber(head:match("^HTTP/1%.%d (%d+)"))
-  local headers = {}
-  for k, v in head:gmatch("\r\n([^:\r\n]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
-  return status, headers, body
-end
+local parse_raw = sandbox.parse_raw
 
 describe("flowmusic sandbox", function()
   local sb

@@ -8,11 +8,15 @@
 /* Internal to the module whatever the build system: only luaopen_flowmusic_core is exported. */
 #pragma GCC visibility push(hidden)
 
-#define FM_VERSION "0.1.0"
+double fm_now_seconds(void);        /* monotonic clock (clock.c) */
+int fm_signal_count(void);          /* signals caught so far (signals.c) */
 
-double fm_now_seconds(void);     /* monotonic clock */
-int fm_session_open(lua_State *L); /* core.session */
-int fm_json_open(lua_State *L);    /* core.json_decode, core.json_encode, core.null */
+int fm_clock_open(lua_State *L);    /* core.now */
+int fm_codes_open(lua_State *L);    /* core.CURLE */
+int fm_headers_open(lua_State *L);  /* core.parse_headers */
+int fm_json_open(lua_State *L);     /* core.json_decode, core.json_encode, core.null */
+int fm_session_open(lua_State *L);  /* core.session */
+int fm_signals_open(lua_State *L);  /* core.signals_catch, signals_caught, signals_release */
 
 #pragma GCC visibility pop
 

@@ -70,7 +70,7 @@ static void session_release(fm_session *s) {
     curl_slist_free_all(s->settings.plain_headers);
     curl_slist_free_all(s->settings.json_headers);
     wipe_free(s->settings.auth_header);
-    free(s->settings.user_agent);
+    free(s->settings.ua_header);
     free(s->settings.cainfo);
     free(s->settings.proxy);
     memset(&s->settings, 0, sizeof s->settings);
@@ -152,10 +152,13 @@ static int session_new(lua_State *L) {
     s->settings.auth_header = malloc(n);
     if (s->settings.auth_header != NULL)
         snprintf(s->settings.auth_header, n, "Authorization: Bearer %s", token);
-    s->settings.user_agent = dup_string(ua);
+    if (ua != NULL) {
+        n = strlen(ua) + sizeof("User-Agent: ");
+        if ((s->settings.ua_header = malloc(n)) != NULL) snprintf(s->settings.ua_header, n, "User-Agent: %s", ua);
+    }
     s->settings.cainfo = dup_string(cainfo);
     s->settings.proxy = dup_string(proxy);
-    if (s->settings.auth_header == NULL || (ua && !s->settings.user_agent) ||
+    if (s->settings.auth_header == NULL || (ua && !s->settings.ua_header) ||
         (cainfo && !s->settings.cainfo) || (proxy && !s->settings.proxy) ||
         fm_settings_build_headers(&s->settings) != 0)
         return luaL_error(L, "flowmusic: out of memory"); /* __gc frees what was made */
@@ -164,21 +167,46 @@ static int session_new(lua_State *L) {
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
 
-/** session:start(id, method, url [, json_body, fresh, timeout_ms, compressed]) -> true | nil, err
- * Queues one request; it runs during poll(). id is echoed in its completion. */
+/* String field of the request table at idx, or NULL when absent. Raises on a wrong type. */
+static const char *req_string(lua_State *L, int idx, const char *name, size_t *len) {
+    const char *v;
+    lua_getfield(L, idx, name);
+    v = lua_isnil(L, -1) ? NULL : luaL_checklstring(L, -1, len);
+    lua_pop(L, 1); /* the string stays alive: the request table holds it */
+    return v;
+}
+
+static int req_flag(lua_State *L, int idx, const char *name) {
+    int v;
+    lua_getfield(L, idx, name);
+    v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/** session:start(id, request, timeout_ms) -> true | nil, err
+ * Queues one request; it runs during poll(). id is echoed in its completion. request is a
+ * table: method ("GET", "POST", ...), url, body (JSON text, optional), fresh (never reuse a
+ * pooled connection), compressed (offer gzip/deflate/br), head (report the header block even
+ * for a 2xx answer). */
 static int session_start(lua_State *L) {
     fm_session *s = check_session(L, 1);
     fm_request req;
     fm_transfer *t;
     const char *err;
     lua_Integer id = luaL_checkinteger(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
     memset(&req, 0, sizeof req);
-    req.method = methods[luaL_checkoption(L, 3, NULL, methods)];
-    req.url = luaL_checkstring(L, 4);
-    req.body = luaL_optlstring(L, 5, NULL, &req.body_len);
-    req.fresh_connection = lua_toboolean(L, 6);
-    req.timeout_ms = (long)luaL_optinteger(L, 7, 30000);
-    req.compressed = lua_toboolean(L, 8);
+    lua_getfield(L, 3, "method");
+    req.method = methods[luaL_checkoption(L, -1, NULL, methods)];
+    lua_pop(L, 1);
+    req.url = req_string(L, 3, "url", NULL);
+    if (req.url == NULL) return luaL_argerror(L, 3, "request has no url");
+    req.body = req_string(L, 3, "body", &req.body_len);
+    req.fresh_connection = req_flag(L, 3, "fresh");
+    req.compressed = req_flag(L, 3, "compressed");
+    req.want_head = req_flag(L, 3, "head");
+    req.timeout_ms = (long)luaL_checkinteger(L, 4);
     if (req.timeout_ms < 1) req.timeout_ms = 1;
 
     /* From here on no Lua call may raise until the transfer is linked into the session. */
@@ -230,47 +258,60 @@ static void collect_finished(fm_session *s) {
 }
 
 
-/** session:poll([timeout_seconds]) -> { completion, ... }
- * Runs transfers until at least one finishes or the timeout passes (0: just one step);
- * with nothing in flight it sleeps for the timeout.
- * A completion is { id, status, code, message?, sent, too_large?, out_of_memory?, body,
- * head }: code is libcurl's CURLcode (0 = the exchange completed), head the raw header
- * block (see core.parse_headers). */
+/** session:poll([timeout_seconds]) -> completion | nil
+ * Runs transfers until one finishes, the timeout passes (0: just one step) or a caught signal
+ * arrives, and returns the completion of one finished transfer (call again with 0 for the
+ * next: finished ones are handed out without running libcurl again). With nothing in flight
+ * it sleeps for the timeout.
+ * A completion is { id, status, code, message?, sent, sends, too_large?, out_of_memory?, body,
+ * head }: code is libcurl's CURLcode (0 = the exchange completed), head the raw header block
+ * of the final response (see core.parse_headers; only when asked for with `head` at start or
+ * when the status is not 2xx), sends counts libcurl's own re-sends too. */
 static int session_poll(lua_State *L) {
     fm_session *s = check_session(L, 1);
     double timeout = luaL_optnumber(L, 2, 0);
     double until = fm_now_seconds() + (timeout > 0 ? timeout : 0);
-    int running = 0, i = 0;
+    int running = 0;
+    fm_transfer *t;
     if (s->multi == NULL && (s->multi = curl_multi_init()) == NULL)
         return luaL_error(L, "flowmusic: out of memory (curl_multi_init)");
-    while (s->done == NULL) {
-        double left;
-        if (curl_multi_perform(s->multi, &running) != CURLM_OK) break;
-        collect_finished(s);
-        left = until - fm_now_seconds();
-        if (s->done != NULL || left <= 0) break;
-        /* With nothing running this simply sleeps: the caller is waiting for a retry time. */
-        if (curl_multi_poll(s->multi, NULL, 0, (int)(left * 1000) + 1, NULL) != CURLM_OK) break;
+    {
+        int signals = fm_signal_count();
+        while (s->done == NULL) {
+            double left;
+            if (curl_multi_perform(s->multi, &running) != CURLM_OK) break;
+            collect_finished(s);
+            left = until - fm_now_seconds();
+            /* A caught signal (see signals.c) hands control back to the scheduler at once. */
+            if (s->done != NULL || left <= 0 || fm_signal_count() != signals) break;
+            /* With nothing running this simply sleeps: the caller is waiting for a retry time. */
+            if (curl_multi_poll(s->multi, NULL, 0, (int)(left * 1000) + 1, NULL) != CURLM_OK) break;
+        }
     }
-    lua_newtable(L);
-    while (s->done != NULL) {
-        fm_transfer *t = s->done;
-        fm_transfer_push_result(L, t); /* may raise: t is still on the done list then */
-        lua_rawseti(L, -2, ++i);
-        s->done = t->next;
-        put_idle(s, t);
-    }
+    if ((t = s->done) == NULL) return 0;
+    fm_transfer_push_result(L, t); /* may raise: t is still on the done list then */
+    s->done = t->next;
+    put_idle(s, t);
     return 1;
 }
 
-/** session:pending() -> number of requests started and not yet reported. */
-static int session_pending(lua_State *L) {
+/** session:cancel(id) -> true when the request with this id was in flight and is now dropped
+ * (its completion will never be reported), false otherwise. */
+static int session_cancel(lua_State *L) {
     fm_session *s = check_session(L, 1);
-    int n = 0;
-    fm_transfer *t;
-    for (t = s->active; t != NULL; t = t->next) n++;
-    for (t = s->done; t != NULL; t = t->next) n++;
-    lua_pushinteger(L, n);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    fm_transfer **pp;
+    for (pp = &s->active; *pp != NULL; pp = &(*pp)->next) {
+        fm_transfer *t = *pp;
+        if (t->id == (long long)id) {
+            *pp = t->next;
+            curl_multi_remove_handle(s->multi, t->easy);
+            put_idle(s, t);
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+    }
+    lua_pushboolean(L, 0);
     return 1;
 }
 
@@ -303,12 +344,6 @@ static int session_close(lua_State *L) {
     return 0;
 }
 
-static int session_closed(lua_State *L) {
-    fm_session *s = luaL_checkudata(L, 1, FM_SESSION_MT);
-    lua_pushboolean(L, s->closed);
-    return 1;
-}
-
 /* Never shows the token. */
 static int session_tostring(lua_State *L) {
     fm_session *s = luaL_checkudata(L, 1, FM_SESSION_MT);
@@ -324,8 +359,8 @@ int fm_session_open(lua_State *L) {
         {NULL, NULL},
     };
     static const luaL_Reg methods_reg[] = {
-        {"start", session_start},   {"poll", session_poll},   {"pending", session_pending},
-        {"abort", session_abort},   {"close", session_close}, {"closed", session_closed},
+        {"start", session_start}, {"poll", session_poll},   {"cancel", session_cancel},
+        {"abort", session_abort}, {"close", session_close},
         {NULL, NULL},
     };
     luaL_newmetatable(L, FM_SESSION_MT);

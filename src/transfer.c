@@ -12,17 +12,15 @@
  * lets the buffer grow with what really arrives. */
 #define FM_PRESIZE_MAX (16u * 1024u * 1024u)
 
-/* Header names longer than this are not reported to Lua (no real header is that long). */
-#define FM_HEADER_NAME_MAX 128
-
-/* "Content-Length: n" seen early: refuse oversize answers before reading them, and size the
- * body buffer once so a 5 MB document is not copied through a dozen reallocations. */
+/* "Content-Length: n" of the final response: refuse oversize answers before reading them, and
+ * size the body buffer once so a 5 MB document is not copied through a dozen reallocations.
+ * Only the final header section counts: not a 1xx block, not trailers, not a HEAD answer. */
 static void note_content_length(fm_transfer *t, const char *line, size_t len) {
     static const char name[] = "content-length:";
     const size_t n = sizeof(name) - 1;
     unsigned long long value = 0;
     size_t i;
-    if (len <= n) return;
+    if (len <= n || t->interim || t->body_seen || t->is_head) return;
     for (i = 0; i < n; i++)
         if (tolower((unsigned char)line[i]) != name[i]) return;
     for (i = n; i < len && (line[i] == ' ' || line[i] == '\t'); i++) {}
@@ -34,10 +32,20 @@ static void note_content_length(fm_transfer *t, const char *line, size_t len) {
     else if (value <= FM_PRESIZE_MAX) (void)fm_buffer_reserve(&t->body, (size_t)value);
 }
 
+/* A status line starts a new header block: is it an interim (1xx) one? */
+static int is_interim_status(const char *p, size_t len) {
+    const char *sp = memchr(p, ' ', len);
+    return sp != NULL && (size_t)(sp - p) + 1 < len && sp[1] == '1';
+}
+
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
     fm_transfer *t = ud;
     size_t len = size * nmemb;
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) t->head.len = 0; /* interim (1xx) blocks are dropped */
+    if (t->body_seen) return len; /* trailers: not part of the final header section */
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        t->head.len = 0; /* a new block: earlier (1xx) blocks are dropped */
+        t->interim = is_interim_status(p, len);
+    }
     note_content_length(t, p, len);
     if (t->too_large) return 0;
     if (fm_buffer_append(&t->head, p, len) != 0) { t->out_of_memory = 1; return 0; }
@@ -47,16 +55,27 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     fm_transfer *t = ud;
     size_t len = size * nmemb;
+    t->body_seen = 1;
     if (len > t->max_bytes - t->body.len) { t->too_large = 1; return 0; }
     if (fm_buffer_append(&t->body, p, len) != 0) { t->out_of_memory = 1; return 0; }
     return len;
 }
 
+/* Called each time libcurl is about to send the request on a connection: its own silent
+ * re-sends on a dead pooled connection are counted too, so attempts never under-count. */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+    fm_transfer *t = ud;
+    (void)primary_ip; (void)local_ip; (void)primary_port; (void)local_port;
+    t->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
 void fm_transfer_recycle(fm_transfer *t) {
-    /* No curl_easy_reset: the per-client options stay set; setup overwrites the rest. */
+    /* No curl_easy_reset: the per-client options stay set; setup changes what differs. */
     fm_buffer_clear(&t->body);
     fm_buffer_clear(&t->head);
     t->too_large = t->out_of_memory = 0;
+    t->is_head = t->interim = t->body_seen = t->sends = 0;
     t->result = CURLE_OK;
     t->errbuf[0] = '\0';
     t->next = NULL;
@@ -67,6 +86,7 @@ void fm_transfer_free(fm_transfer *t) {
     if (t->easy != NULL) curl_easy_cleanup(t->easy);
     fm_buffer_free(&t->body);
     fm_buffer_free(&t->head);
+    free(t->last.url);
     free(t);
 }
 
@@ -79,14 +99,15 @@ static int add_header(struct curl_slist **list, const char *line) {
 }
 
 int fm_settings_build_headers(fm_settings *s) {
-    /* "Expect:" stops libcurl from waiting for 100-continue on larger POST bodies. */
-    static const char *const common[] = {"Accept: application/json", "Expect:", NULL};
-    int i;
-    if (add_header(&s->plain_headers, s->auth_header) || add_header(&s->json_headers, s->auth_header))
-        return -1;
-    for (i = 0; common[i] != NULL; i++)
+    /* Every custom header costs libcurl a scan per request: the bodyless list has only what
+     * it needs. "Expect:" stops libcurl from waiting for 100-continue on larger POST bodies. */
+    const char *const common[] = {s->auth_header, "Accept: application/json", s->ua_header};
+    size_t i;
+    for (i = 0; i < sizeof common / sizeof common[0]; i++) {
+        if (common[i] == NULL) continue; /* no user agent */
         if (add_header(&s->plain_headers, common[i]) || add_header(&s->json_headers, common[i])) return -1;
-    return add_header(&s->json_headers, "Content-Type: application/json");
+    }
+    return add_header(&s->json_headers, "Expect:") || add_header(&s->json_headers, "Content-Type: application/json");
 }
 
 #define SET(opt, val) \
@@ -105,9 +126,10 @@ static const char *configure_handle(fm_transfer *t, const fm_settings *s) {
     SET(CURLOPT_WRITEDATA, t);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, t);
     SET(CURLOPT_ERRORBUFFER, t->errbuf);
     SET(CURLOPT_PRIVATE, t);
-    if (s->user_agent) SET(CURLOPT_USERAGENT, s->user_agent);
     if (s->cainfo) SET(CURLOPT_CAINFO, s->cainfo);
     if (s->proxy) SET(CURLOPT_PROXY, s->proxy);
     return NULL;
@@ -130,7 +152,7 @@ static const char *set_method(fm_transfer *t, const fm_request *req) {
     int post = strcmp(req->method, "POST") == 0;
     SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
     SET(CURLOPT_HTTPGET, 1L); /* back to a plain GET: no body, not HEAD */
-    if (strcmp(req->method, "HEAD") == 0) {
+    if (t->is_head) {
         SET(CURLOPT_NOBODY, 1L);
         return NULL;
     }
@@ -143,64 +165,57 @@ static const char *set_method(fm_transfer *t, const fm_request *req) {
     return NULL;
 }
 
+/* Set CURLOPT_URL unless the handle already has this URL (a loop over one account). */
+static const char *set_url(fm_transfer *t, const char *url) {
+    CURL *e = t->easy;
+    size_t n;
+    if (t->last.url != NULL && strcmp(t->last.url, url) == 0) return NULL;
+    free(t->last.url);
+    t->last.url = NULL;
+    SET(CURLOPT_URL, url);
+    n = strlen(url) + 1;
+    if ((t->last.url = malloc(n)) != NULL) memcpy(t->last.url, url, n); /* NULL: set next time */
+    return NULL;
+}
+
 const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_request *req) {
     CURL *e = t->easy;
     const char *err;
+    const struct curl_slist *headers = req->body ? s->json_headers : s->plain_headers;
+    int bodyless_get = strcmp(req->method, "GET") == 0 && req->body == NULL;
     t->max_bytes = s->max_response_bytes;
-    if ((err = set_method(t, req)) != NULL) return err;
-    SET(CURLOPT_URL, req->url);
-    SET(CURLOPT_HTTPHEADER, req->body ? s->json_headers : s->plain_headers);
-    SET(CURLOPT_TIMEOUT_MS, req->timeout_ms);
-    SET(CURLOPT_FRESH_CONNECT, req->fresh_connection ? 1L : 0L);
+    t->is_head = strcmp(req->method, "HEAD") == 0;
+    t->want_head = req->want_head;
+    /* A GET after a GET needs no method options at all; anything else sets them afresh. */
+    if (!(t->last.valid && bodyless_get && t->last.method == req->method)) {
+        if ((err = set_method(t, req)) != NULL) { t->last.valid = 0; return err; }
+    }
+    if ((err = set_url(t, req->url)) != NULL) { t->last.valid = 0; return err; }
+    if (!t->last.valid || t->last.headers != headers) SET(CURLOPT_HTTPHEADER, headers);
+    if (!t->last.valid || t->last.timeout_ms != req->timeout_ms) SET(CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    if (!t->last.valid || t->last.fresh != req->fresh_connection)
+        SET(CURLOPT_FRESH_CONNECT, req->fresh_connection ? 1L : 0L);
     /* Compression only where answers can be large: negotiating it costs more than it saves
      * on small account records. The size cap applies to the decoded bytes. */
-    SET(CURLOPT_ACCEPT_ENCODING, req->compressed ? "" : (char *)NULL);
+    if (!t->last.valid || t->last.compressed != req->compressed)
+        SET(CURLOPT_ACCEPT_ENCODING, req->compressed ? "" : (char *)NULL);
+    t->last.method = bodyless_get ? req->method : NULL;
+    t->last.headers = headers;
+    t->last.timeout_ms = req->timeout_ms;
+    t->last.fresh = req->fresh_connection;
+    t->last.compressed = req->compressed;
+    t->last.valid = 1;
     return NULL;
 }
 
 #undef SET
 
-/** core.parse_headers(head) -> { ["lower-case-name"] = "value", ... }
- * head is a completion's raw header block; repeated names are joined with ", ". Parsed only
- * when needed (errors, raw requests), so the common path builds no header table. */
-int fm_parse_headers(lua_State *L) {
-    size_t len;
-    const char *p = luaL_checklstring(L, 1, &len), *end = p + len;
-    lua_newtable(L);
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *line_end = eol ? eol : end;
-        const char *colon = memchr(p, ':', (size_t)(line_end - p));
-        if (colon != NULL && colon > p && colon - p <= FM_HEADER_NAME_MAX) {
-            char name[FM_HEADER_NAME_MAX];
-            const char *v = colon + 1, *v_end = line_end;
-            size_t n = (size_t)(colon - p), i;
-            for (i = 0; i < n; i++) name[i] = (char)tolower((unsigned char)p[i]);
-            while (v < v_end && (*v == ' ' || *v == '\t')) v++;
-            while (v_end > v && (v_end[-1] == '\r' || v_end[-1] == ' ' || v_end[-1] == '\t')) v_end--;
-            lua_pushlstring(L, name, n);           /* headers, name */
-            lua_pushvalue(L, -1);
-            lua_rawget(L, -3);                     /* headers, name, old */
-            if (lua_isstring(L, -1)) {
-                lua_pushliteral(L, ", ");
-                lua_pushlstring(L, v, (size_t)(v_end - v));
-                lua_concat(L, 3);                  /* headers, name, old..", "..value */
-            } else {
-                lua_pop(L, 1);
-                lua_pushlstring(L, v, (size_t)(v_end - v));
-            }
-            lua_rawset(L, -3);
-        }
-        p = line_end + 1;
-    }
-    return 1;
-}
-
 void fm_transfer_push_result(lua_State *L, fm_transfer *t) {
     long status = 0, request_size = 0;
+    int complete = t->result == CURLE_OK && !t->too_large && !t->out_of_memory;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size);
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 9);
     lua_pushinteger(L, (lua_Integer)t->id);
     lua_setfield(L, -2, "id");
     lua_pushinteger(L, (lua_Integer)status);
@@ -213,6 +228,8 @@ void fm_transfer_push_result(lua_State *L, fm_transfer *t) {
     }
     lua_pushboolean(L, request_size > 0);
     lua_setfield(L, -2, "sent");
+    lua_pushinteger(L, (lua_Integer)t->sends);
+    lua_setfield(L, -2, "sends");
     if (t->too_large) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "too_large");
@@ -221,8 +238,13 @@ void fm_transfer_push_result(lua_State *L, fm_transfer *t) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "out_of_memory");
     }
-    lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+    /* A partial body is never copied into Lua: nothing reads it, and it may be huge. */
+    if (complete) lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+    else lua_pushliteral(L, "");
     lua_setfield(L, -2, "body");
-    lua_pushlstring(L, t->head.data ? t->head.data : "", t->head.len);
-    lua_setfield(L, -2, "head");
+    /* The common 2xx answer to a typed call needs no headers: skip the copy. */
+    if (t->want_head || status < 200 || status >= 300) {
+        lua_pushlstring(L, t->head.data ? t->head.data : "", t->head.len);
+        lua_setfield(L, -2, "head");
+    }
 }

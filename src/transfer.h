@@ -15,9 +15,9 @@
 /* Per-client settings every transfer of a session shares. Strings are owned by the session. */
 typedef struct fm_settings {
     char *auth_header; /* "Authorization: Bearer <token>", wiped on free */
-    struct curl_slist *plain_headers; /* auth, accept: built once, shared by every transfer */
+    char *ua_header;   /* "User-Agent: ...": a ready header line, so libcurl formats nothing */
+    struct curl_slist *plain_headers; /* auth, user agent, accept: built once, shared */
     struct curl_slist *json_headers;  /* the same plus Content-Type: application/json */
-    char *user_agent;
     char *cainfo;      /* NULL: libcurl's default CA store */
     char *proxy;       /* NULL: no explicit proxy (libcurl still honours *_proxy variables) */
     long connect_timeout_ms;
@@ -26,13 +26,14 @@ typedef struct fm_settings {
 
 /* What a caller asks for; strings are borrowed for the duration of fm_transfer_setup only. */
 typedef struct fm_request {
-    const char *method;
+    const char *method;       /* one of the session's static method names */
     const char *url;
     const char *body;         /* NULL: no request body; else JSON */
     size_t body_len;
     int fresh_connection;     /* never reuse a pooled connection (no silent re-send by libcurl) */
     long timeout_ms;          /* whole attempt */
     int compressed;           /* offer gzip/deflate/br (for answers that can be large) */
+    int want_head;            /* report the header block of a 2xx answer too */
 } fm_request;
 
 typedef struct fm_transfer {
@@ -42,9 +43,22 @@ typedef struct fm_transfer {
     size_t max_bytes;
     int too_large;            /* the cap stopped the transfer */
     int out_of_memory;        /* a buffer could not grow */
+    int is_head;              /* HEAD: a Content-Length describes no body here */
+    int interim;              /* inside a 1xx header block */
+    int body_seen;            /* body bytes arrived: later headers are trailers */
+    int sends;                /* times libcurl sent the request (its own re-sends included) */
+    int want_head;            /* the caller reads headers of 2xx answers (raw requests) */
     CURLcode result;
     long long id;             /* the caller's tag, echoed in the completion */
     char errbuf[CURL_ERROR_SIZE];
+    /* Request options as last set on this easy handle: unchanged ones are not set again. */
+    struct {
+        const char *method;
+        char *url;
+        const struct curl_slist *headers;
+        long timeout_ms;
+        int fresh, compressed, valid;
+    } last;
     struct fm_transfer *next;
 } fm_transfer;
 
@@ -59,12 +73,10 @@ void fm_transfer_recycle(fm_transfer *t);
 void fm_transfer_free(fm_transfer *t);
 /* Build the header lists of s from its auth_header; 0, or -1 when memory runs out. */
 int fm_settings_build_headers(fm_settings *s);
-/* Push the completion table of a finished transfer: id, status, code, message, sent,
- * too_large, out_of_memory (both only when true), body, head (raw header block).
- * May raise (memory); t is left untouched. */
+/* Push the completion table of a finished transfer: id, status, code, message, sent, sends,
+ * too_large, out_of_memory (both only when true), body (empty unless the exchange completed),
+ * head (raw header block of the final response). May raise (memory); t is left untouched. */
 void fm_transfer_push_result(lua_State *L, fm_transfer *t);
-/* core.parse_headers(head) -> { ["lower-case-name"] = "value" } */
-int fm_parse_headers(lua_State *L);
 
 #pragma GCC visibility pop
 

@@ -1,248 +1,431 @@
---- The engine: runs prepared calls over the C session (one libcurl multi handle) with
--- bounded concurrency, applies the retry policy, and turns completions into results.
--- Single calls are a batch of one, so both share every rule.
+--- The scheduler: runs call records (flowmusic.ops) over the C session (one libcurl multi
+-- handle) with bounded concurrency, applies the retry policy, and turns completions into
+-- results. A single call is a run of one: both go through the same steps.
+--
+-- The steps, over one run state: `start_ready` starts what may start (fresh calls, retries
+-- whose time came, unless a 429 pause or a stop holds them back), `wait` polls the session
+-- until something completes or the next start, deadline or stop time comes, `complete` judges
+-- an attempt (result, retry or failure), `expire` fails calls whose deadline passed while in
+-- flight, `check_stop` applies a stop (from `cancel` or `on_progress` returning false).
 -- @module flowmusic.engine
 local core = require "flowmusic.core"
 local errors = require "flowmusic.errors"
 local retry = require "flowmusic.retry"
+local defaults = require "flowmusic.defaults"
+local ops = require "flowmusic.ops"
 
 local M = {}
 
 local json_decode = core.json_decode
 local parse_headers = core.parse_headers
+local now_of = core.now
 local huge = math.huge
 
 -- Longest time poll() may block before the loop looks at the clock again.
 local MAX_WAIT = 0.5
+-- A transfer still in flight this long after its call's deadline is dropped by the scheduler
+-- (libcurl's own timeout, cut to the deadline, normally ends it first).
+local DEADLINE_SLACK = 0.25
 
-local function bad_response(call, status, message)
+local outcome_of_kind = { http = "http_error" }
+
+--------------------------------------------------------------------------------- reporting
+
+-- Tell on_event about an attempt (outcome) or a scheduled retry (retry_in). A hook that raises
+-- stops the run (see run_error).
+local function event(run, r, call, outcome, status, retry_in)
+  local hook = run.on_event
+  if not hook or run.hook_error then return end
+  local ok, e = pcall(hook, {
+    op = call.name, label = call.op.label, method = call.method, path = call.path,
+    status = status, attempt = r.attempts, elapsed = run.clock() - r.attempt_started,
+    outcome = outcome, retry_in = retry_in,
+  })
+  if not ok and not run.hook_error then run.hook_error = e end
+end
+
+-- Record the final result of call i and tell on_progress.
+local function finish(run, i, r)
+  r.elapsed = run.clock() - r.started
+  r.deadline, r.next_at, r.last_err, r.maybe_applied, r.attempt_started, r.in_flight =
+    nil, nil, nil, nil, nil, nil
+  run.done = run.done + 1
+  local hook = run.on_progress
+  if hook and not run.hook_error then
+    local ok, keep_going = pcall(hook, run.done, run.n, i, r)
+    if not ok then
+      if not run.hook_error then run.hook_error = keep_going end
+    elseif keep_going == false then
+      run.stop_requested = true
+    end
+  end
+end
+
+local function fail(run, i, r, err)
+  err.attempts = r.attempts
+  r.ok, r.err, r.status = false, err, err.status
+  finish(run, i, r)
+end
+
+--------------------------------------------------------------------------- judging answers
+
+local function bad_response(call, status, message, reason)
   return errors.new {
-    kind = "bad_response", reason = "invalid_body", status = status, reached = true,
+    kind = "bad_response", reason = reason or "invalid_body", status = status, reached = true,
     message = message, method = call.method, path = call.path,
   }
 end
 
-local function secrets_of(cfg, call)
-  local list = { cfg.token }
-  for _, s in ipairs(call.secrets or {}) do list[#list + 1] = s end
+-- The error for a body json_decode refused (kind: "too_large", "shape" or "syntax").
+local function decode_error(call, status, message, kind)
+  if kind == "too_large" then
+    return errors.new { kind = "too_large", reason = "too_many_values", status = status, reached = true,
+      message = message, method = call.method, path = call.path }
+  end
+  return bad_response(call, status, kind == "shape" and message or "response is not valid JSON: " .. message,
+    kind == "shape" and "shape" or "invalid_body")
+end
+
+local function secrets_of(run, call)
+  local list = { run.cfg.token }
+  if call.secrets then
+    for _, s in ipairs(call.secrets) do list[#list + 1] = s end
+  end
   return list
 end
 
--- Turn a completion into values, or nil + error (+ the values a raw request still returns).
-local function interpret(cfg, call, c)
-  if c.code ~= 0 or c.too_large then return nil, errors.from_transport(c, call.method, call.path) end
-  local status = c.status
-  local ok_status = status >= 200 and status < 300
-  if ok_status and not call.spec.raw then
-    -- The common path: no header table is built at all.
-    local doc
-    if call.spec.expects_body then
-      local derr
-      doc, derr = json_decode(c.body, cfg.null)
-      if derr then return nil, bad_response(call, status, "response is not valid JSON: " .. derr) end
+-- An HTTP status the operation does not accept as success: the error, and for raw requests
+-- the values they return all the same (body, status, headers).
+local function status_error(run, call, c)
+  c.headers = parse_headers(c.head or "")
+  local body, doc, json_text = c.body, nil, nil
+  local ctype = c.headers["content-type"] or ""
+  if body ~= "" and (ctype:find("json", 1, true) or body:find("^%s*[{%[]")) then
+    local derr
+    doc, derr = json_decode(body, run.cfg.null, run.max_values)
+    if derr then doc = nil elseif type(doc) ~= "table" or (doc.error == nil and doc.message == nil) then
+      json_text = body
     end
-    local values, rerr = call.spec.result(call, status, doc, c)
-    if not values then return nil, bad_response(call, status, rerr) end
-    return values
   end
-  c.headers = parse_headers(c.head)
-  local is_json = (c.headers["content-type"] or ""):find("json", 1, true) ~= nil
-  if call.spec.raw then
+  local err = errors.from_status(c, doc, call, secrets_of(run, call), json_text)
+  if call.op.answer == "raw" then return err, doc == nil and body or doc end
+  return err
+end
+
+-- Turn a completed attempt into values (true, v1, v2, v3) or (false, err, fallback): the
+-- fallback is the raw request's body when its final status is an error.
+local function interpret(run, call, c)
+  if c.code ~= 0 or c.too_large or c.out_of_memory then return false, errors.from_transport(c, call) end
+  local status, op = c.status, call.op
+  local answer = op.answer
+  if status < 200 or status >= 300 then
+    local err, fallback = status_error(run, call, c)
+    return false, err, fallback
+  end
+  if answer == "raw" then
+    c.headers = parse_headers(c.head or "")
     local body = c.body
-    if is_json and body ~= "" then
-      local doc, derr = json_decode(body, cfg.null)
-      if derr then
-        if ok_status then return nil, bad_response(call, status, "response is not valid JSON: " .. derr) end
-      else
-        body = doc
-      end
+    if body ~= "" and (c.headers["content-type"] or ""):find("json", 1, true) then
+      local doc, derr, kind = json_decode(body, run.cfg.null, run.max_values)
+      if derr then return false, decode_error(call, status, derr, kind) end
+      body = doc
     end
-    local values = { body, status, c.headers }
-    if ok_status then return values end
-    local doc = type(body) == "table" and body or nil
-    return nil, errors.from_status(c, doc, call.method, call.path, secrets_of(cfg, call), cfg.now), values
+    return true, body, status, c.headers
   end
-  local doc = (is_json or c.body:find("^%s*{")) and json_decode(c.body) or nil
-  return nil, errors.from_status(c, doc, call.method, call.path, secrets_of(cfg, call), cfg.now)
-end
-
--- The request was sent and the server may have acted on it.
-local function may_have_applied(err)
-  return err.reached ~= false and (err.kind ~= "http" or err.status >= 500)
-end
-
---- Run calls (prepared by flowmusic.ops) and return one result per call, in input order:
--- { ok, value, values, err, status, attempts, elapsed, note }.
--- @param session the C session
--- @param cfg client settings: base_url, timeout, deadline, retries, clock, sleep, random,
---   null, token, now
--- @param concurrency how many requests may be in flight at once
--- @param on_progress optional function(done, total, index, result); an error it raises
---   aborts every transfer and propagates
--- @param first optional { completion = c, started = t }: the first attempt of calls[1],
---   already made by call_one (the scheduler takes over from there)
-function M.run(session, cfg, calls, concurrency, on_progress, first)
-  local n = #calls
-  local results, state = {}, {}
-  local clock = cfg.clock
-  local policy = {
-    retries = cfg.retries, random = cfg.random, now = cfg.now,
-    base_delay = cfg.base_delay, max_delay = cfg.max_delay, retry_after_max = cfg.retry_after_max,
-  }
-  local next_fresh, active, done = 1, 0, 0
-  local waiting = {}          -- indices waiting for their retry time
-  local pause_until = -huge   -- a 429 holds back every start until then (shared backoff)
-
-  if not first then session:abort() end -- leftovers of an interrupted run must not mix in
-
-  local function finish(i, r)
-    r.elapsed = clock() - state[i].started
-    r.attempts = state[i].attempts
-    results[i] = r
-    done = done + 1
-    if on_progress then
-      local ok, e = pcall(on_progress, done, n, i, r)
-      if not ok then
-        session:abort()
-        error(e, 0)
-      end
+  local doc
+  if answer == "object" then
+    local derr, kind
+    doc, derr, kind = json_decode(c.body, run.cfg.null, run.max_values, true)
+    if derr then return false, decode_error(call, status, derr, kind) end
+    local shape = op.shape
+    if shape then
+      local msg = shape(doc, run.cfg.null)
+      if msg then return false, bad_response(call, status, msg, "shape") end
     end
   end
+  if op.result then return true, op.result(doc, status) end
+  return true, doc
+end
 
-  local function fail(i, err, status)
-    err.attempts = state[i].attempts
-    finish(i, { ok = false, err = err, status = status })
+--------------------------------------------------------------------------------- the steps
+
+-- Start attempt of call i now; a call whose deadline passed fails instead.
+local function start(run, i, now)
+  local call, r = run.calls[i], run.results[i]
+  local left = r.deadline - now
+  if left <= 0 then
+    local late = r.attempts == 0 and run.late_reason or nil
+    local err = r.last_err or errors.new { kind = "timeout", reason = late or "deadline",
+      reached = false, method = call.method, path = call.path,
+      message = late and "the call could not start before its deadline" or nil }
+    err.deadline_exceeded = true
+    return fail(run, i, r, err)
   end
+  local timeout = call.timeout or run.cfg.timeout
+  if timeout > left then timeout = left end
+  r.attempt_started = now
+  local ok, serr = run.session:start(i, call, math.ceil(timeout * 1000))
+  if not ok then
+    return fail(run, i, r, errors.new { kind = "network", reason = "local_error", reached = false,
+      message = serr, method = call.method, path = call.path })
+  end
+  r.in_flight = true
+  run.active = run.active + 1
+end
 
-  local function start(i, now)
-    local call, st = calls[i], state[i]
-    local left = st.deadline - now
-    if left <= 0 then
-      local err = st.last_err or errors.new { kind = "timeout", reason = "deadline", reached = false,
-        method = call.method, path = call.path }
+-- Start every call that may start now.
+local function start_ready(run, now)
+  if now < run.pause_until or run.stopping then return end
+  local waiting = run.waiting
+  local j = 1
+  while run.active < run.concurrency and j <= #waiting do
+    local i = waiting[j]
+    if run.results[i].next_at <= now then
+      table.remove(waiting, j)
+      start(run, i, now)
+    else
+      j = j + 1
+    end
+  end
+  while run.active < run.concurrency and run.next_fresh <= run.n do
+    local i = run.next_fresh
+    run.next_fresh = i + 1
+    start(run, i, now)
+  end
+end
+
+-- Judge one completed attempt.
+local function complete(run, c, now)
+  local i = c.id
+  local call, r = run.calls[i], run.results[i]
+  if not r.in_flight then return end -- dropped meanwhile (deadline or stop)
+  r.in_flight = false
+  run.active = run.active - 1
+  local sends = c.sends
+  r.attempts = r.attempts + (sends > 1 and sends or 1) -- libcurl's own re-sends count too
+  local ok, v1, v2, v3 = interpret(run, call, c)
+  if ok then
+    r.ok, r.value, r.status = true, v1, c.status
+    local extras = call.op.extras
+    if extras[1] then r[extras[1]] = v2 end
+    if extras[2] then r[extras[2]] = v3 end
+    event(run, r, call, "ok", c.status)
+    return finish(run, i, r)
+  end
+  local err, fallback = v1, v2
+  local gone = call.op.gone_ok
+  if gone and err.status == 404 and (r.maybe_applied or sends > 1) then
+    r.ok, r.value, r.status, r.note = true, gone[1], 404, gone[2]
+    local extra = call.op.extras[1]
+    if extra then r[extra] = gone[2] end
+    event(run, r, call, "ok", 404)
+    return finish(run, i, r)
+  end
+  if err.reached ~= false and (err.kind ~= "http" or err.status >= 500) then r.maybe_applied = true end
+  local class = retry.class_of(err)
+  local policy = run.cfg
+  if call.retries then policy = setmetatable({ retries = call.retries }, { __index = policy }) end
+  local again, delay, why = retry.decide(call, class, err.reached, err.status, c.headers, r.attempts, policy)
+  if again and now + delay >= r.deadline then again, err.deadline_exceeded = false, true end
+  if again then
+    event(run, r, call, outcome_of_kind[err.kind] or err.kind, err.status, delay)
+    r.next_at, r.last_err = now + delay, err
+    run.waiting[#run.waiting + 1] = i
+    if err.status == 429 and now + delay > run.pause_until then run.pause_until = now + delay end
+    return
+  end
+  if why == "outcome_unknown" then
+    err.outcome_unknown = true
+    err.message = (err.message and err.message ~= "" and err.message .. " " or "")
+      .. ops.OUTCOME_UNKNOWN_NOTE
+  end
+  event(run, r, call, outcome_of_kind[err.kind] or err.kind, err.status)
+  if fallback ~= nil then
+    r.ok, r.value, r.status, r.headers = true, fallback, c.status, c.headers
+    return finish(run, i, r)
+  end
+  fail(run, i, r, err)
+end
+
+-- The error of a call stopped by a stop request or an expired deadline while in flight.
+local function dropped_error(call, kind, reason, message)
+  return errors.new { kind = kind, reason = reason, method = call.method, path = call.path,
+    reached = nil, outcome_unknown = call.write or nil, message = message
+      .. (call.write and " " .. ops.OUTCOME_UNKNOWN_NOTE or "") }
+end
+
+-- Drop the transfer of call i (in flight) and fail it with err.
+local function drop(run, i, err)
+  local r = run.results[i]
+  run.session:cancel(i)
+  r.in_flight = false
+  run.active = run.active - 1
+  event(run, r, run.calls[i], err.kind == "timeout" and "timeout" or "cancelled")
+  fail(run, i, r, err)
+end
+
+-- Fail the calls whose deadline passed while their transfer is still in flight.
+local function expire(run, now)
+  for i = 1, run.next_fresh - 1 do
+    local r = run.results[i]
+    if r.in_flight and now > r.deadline + DEADLINE_SLACK then
+      local err = dropped_error(run.calls[i], "timeout", "deadline", "deadline passed while in flight")
       err.deadline_exceeded = true
-      return fail(i, err, err.status)
+      drop(run, i, err)
     end
-    local timeout = math.min(call.timeout or cfg.timeout, left)
-    local ok, serr = session:start(i, call.method, cfg.base_url .. call.path, call.body,
-      call.fresh, math.ceil(timeout * 1000), call.compressed)
-    if not ok then
-      return fail(i, errors.new { kind = "network", reason = "local_error", reached = false,
-        message = serr, method = call.method, path = call.path })
-    end
-    active = active + 1
   end
+end
 
-  local function complete(c, now)
-    local i = c.id
-    local call, st = calls[i], state[i]
-    active = active - 1
-    st.attempts = st.attempts + 1
-    local values, err, fallback = interpret(cfg, call, c)
-    if values then
-      return finish(i, { ok = true, value = values[1], values = values, status = c.status })
-    end
-    if call.op == "delete_account" and err.status == 404 and st.maybe_applied then
-      return finish(i, { ok = true, value = true, values = { true, "already deleted" }, status = 404,
-        note = "404 after an earlier attempt that may have deleted it: counted as deleted" })
-    end
-    if may_have_applied(err) then st.maybe_applied = true end
-    local again, delay, why = retry.decide(call.policy, retry.class_of(err), err.reached,
-      err.status, c.headers, st.attempts, policy)
-    if again and now + delay >= st.deadline then
-      again, err.deadline_exceeded = false, true
-    end
-    if again then
-      st.next_at, st.last_err = now + delay, err
-      waiting[#waiting + 1] = i
-      if err.status == 429 and now + delay > pause_until then pause_until = now + delay end
-      return
-    end
-    if why == "outcome_unknown" then
-      err.outcome_unknown = true
-      err.message = (err.message or "") .. " (outcome unknown: the request may have been applied; check with list_accounts)"
-    end
-    if fallback then
-      return finish(i, { ok = true, value = fallback[1], values = fallback, status = c.status, err = nil })
-    end
-    fail(i, err, err.status)
+-- Apply a stop: nothing new starts; calls never started or waiting for a retry end as
+-- cancelled at once; calls in flight get until stop_at, then are dropped too.
+local function check_stop(run, now)
+  if not (run.stop_requested or run.cancel or run.hook_error or run.stopping) then return end
+  local want = run.stop_requested and "stop" or nil
+  if run.cancel then
+    local asked = run.cancel()
+    if asked == "abort" or (asked and want == nil) then want = asked end
   end
-
-  local now = clock()
-  for i = 1, n do
-    state[i] = { attempts = 0, started = now, deadline = now + cfg.deadline }
+  if run.hook_error then want = "abort" end
+  if not want and not run.stopping then return end
+  if not run.stopping then
+    run.stopping, run.stop_at = true, now + run.grace
+    for _, i in ipairs(run.waiting) do
+      local call, r = run.calls[i], run.results[i]
+      local err = dropped_error(call, "cancelled", "interrupted", "stopped before its retry")
+      if not r.maybe_applied then err.outcome_unknown, err.message = nil, "stopped before its retry" end
+      fail(run, i, r, err)
+    end
+    run.waiting = {}
+    for i = run.next_fresh, run.n do
+      local call = run.calls[i]
+      fail(run, i, run.results[i], errors.new { kind = "cancelled", reason = "not_run", reached = false,
+        method = call.method, path = call.path, message = "not started: the run was stopped" })
+    end
+    run.next_fresh = run.n + 1
   end
-  if first then
-    state[1].started, state[1].deadline = first.started, first.started + cfg.deadline
-    next_fresh, active = 2, 1
-    complete(first.completion, now)
-  end
-
-  while done < n do
-    now = clock()
-    if now >= pause_until then
-      local j = 1
-      while active < concurrency and j <= #waiting do
-        local i = waiting[j]
-        if state[i].next_at <= now then
-          table.remove(waiting, j)
-          start(i, now)
-        else
-          j = j + 1
-        end
-      end
-      while active < concurrency and next_fresh <= n do
-        next_fresh = next_fresh + 1
-        start(next_fresh - 1, now)
+  if want == "abort" or now >= run.stop_at then
+    for i = 1, run.n do
+      if run.results[i].in_flight then
+        drop(run, i, dropped_error(run.calls[i], "cancelled", "interrupted",
+          "stopped while in flight"))
       end
     end
-    if done >= n then break end
-    -- Earliest moment another start is possible: a free slot for a fresh call, or a retry
-    -- time, never before a shared 429 pause ends.
-    local wake = huge
-    if next_fresh <= n and active < concurrency then wake = now > pause_until and now or pause_until end
-    for _, i in ipairs(waiting) do
-      local t = state[i].next_at > pause_until and state[i].next_at or pause_until
+  end
+end
+
+-- Wait for completions, at most until the next moment something else has to happen.
+local function wait(run, now)
+  local wake = huge
+  if run.stopping then
+    wake = run.stop_at
+  else
+    if run.next_fresh <= run.n and run.active < run.concurrency then
+      wake = now > run.pause_until and now or run.pause_until
+    end
+    for _, i in ipairs(run.waiting) do
+      local t = run.results[i].next_at
+      if t < run.pause_until then t = run.pause_until end
       if t < wake then wake = t end
     end
-    assert(active > 0 or wake < huge, "flowmusic: engine has nothing to wait for")
-    local wait = wake - now
-    if wait < 0 then wait = 0 end
-    if active > 0 then
-      local completions = session:poll(wait < MAX_WAIT and wait or MAX_WAIT)
-      now = clock()
-      for k = 1, #completions do complete(completions[k], now) end
-    elseif cfg.sleep then
-      cfg.sleep(wait)
-    else
-      session:poll(wait) -- nothing in flight: this just sleeps
-    end
   end
-  return results
+  local timeout = wake - now
+  if timeout > run.max_wait then timeout = run.max_wait end
+  if timeout < 0 then timeout = 0 end
+  if run.active > 0 then
+    local session = run.session
+    local c = session:poll(timeout)
+    now = run.clock()
+    while c do
+      complete(run, c, now)
+      c = session:poll(0)
+    end
+  elseif run.cfg.sleep then
+    run.cfg.sleep(timeout)
+  else
+    run.session:poll(timeout) -- nothing in flight: this just sleeps
+  end
 end
 
---- Run one call and return its values, or nil and the error: the common case (a single
--- attempt that succeeds) skips the scheduler's bookkeeping; any failure hands the completed
--- attempt to M.run, which applies the retry policy from there.
-function M.call_one(session, cfg, call)
-  session:abort()
-  local started = cfg.clock()
-  local timeout = call.timeout or cfg.timeout
-  if timeout > cfg.deadline then timeout = cfg.deadline end
-  local r
-  if session:start(1, call.method, cfg.base_url .. call.path, call.body, call.fresh,
-      math.ceil(timeout * 1000), call.compressed) then
-    local c
-    repeat c = session:poll(MAX_WAIT)[1] until c
-    local values = c.code == 0 and not c.too_large and c.status >= 200 and c.status < 300
-      and interpret(cfg, call, c)
-    if values then return values end
-    r = M.run(session, cfg, { call }, 1, nil, { completion = c, started = started })[1]
-  else
-    r = M.run(session, cfg, { call }, 1)[1] -- reports the failure to start
+-- A run state for session and cfg, not yet holding calls.
+local function new_run(session, cfg)
+  return {
+    session = session, cfg = cfg, clock = cfg.clock or now_of, on_event = cfg.on_event,
+    max_values = math.floor(cfg.max_response_bytes / defaults.bytes_per_json_value),
+    calls = false, results = false, n = 0, concurrency = 1, on_progress = false, cancel = false,
+    grace = defaults.cancel_grace, max_wait = MAX_WAIT, late_reason = false,
+    next_fresh = 1, active = 0, done = 0, waiting = {}, pause_until = -huge,
+    stopping = false, stop_at = 0, stop_requested = false, hook_error = false,
+  }
+end
+
+-- The result table of a call (also its scheduling state until it finishes).
+local function new_result(run, call, now, deadline_at)
+  local deadline = now + (call.deadline or run.cfg.deadline)
+  if deadline_at and deadline_at < deadline then deadline = deadline_at end
+  return { ok = false, attempts = 0, started = now, deadline = deadline, in_flight = false,
+    attempt_started = now, value = nil, status = nil, elapsed = nil }
+end
+
+-- The loop every run goes through, single calls included.
+local function drive(run, now)
+  local n = run.n
+  while run.done < n do
+    check_stop(run, now)
+    start_ready(run, now)
+    if run.done >= n then break end
+    wait(run, now)
+    now = run.clock()
+    expire(run, now)
   end
-  if r.ok then return r.values end
-  return nil, r.err
+end
+
+--- Run call records and return one result per call, in input order:
+-- `{ ok, value, err, status, attempts, elapsed }` plus the operation's extras (`created`,
+-- `headers`, `note`...).
+-- @param session the C session
+-- @param cfg client settings: token, timeout, deadline, retries, base_delay, max_delay,
+--   retry_after_max, random, clock, sleep, null, max_response_bytes, on_event
+-- @param calls array of call records (flowmusic.ops.prepare), each with its `url`
+-- @param opts optional: `concurrency`, `on_progress(done, total, index, result)` (returning
+--   false stops the run), `cancel()` (returning "stop" or "abort"), `grace` (seconds calls in
+--   flight get after a stop), `deadline_at` (a clock time no call may outlive; `late_reason`
+--   names why, e.g. the wait for an nginx worker thread)
+-- @return results, and the first error a hook (on_progress, on_event) raised, if any: the
+--   run stopped then, every transfer released
+function M.run(session, cfg, calls, opts)
+  opts = opts or {}
+  local run = new_run(session, cfg)
+  run.calls, run.n, run.results = calls, #calls, {}
+  run.concurrency = opts.concurrency or 1
+  run.on_progress, run.cancel = opts.on_progress or false, opts.cancel or false
+  run.grace = opts.grace or run.grace
+  run.max_wait = opts.cancel and 0.1 or MAX_WAIT
+  run.late_reason = opts.late_reason or false
+  local now = run.clock()
+  for i = 1, run.n do run.results[i] = new_result(run, calls[i], now, opts.deadline_at) end
+  drive(run, now)
+  return run.results, run.hook_error or nil
+end
+
+--- A reusable state for running one call at a time on session (what client methods use:
+-- nothing but the call's own result is allocated per call).
+function M.single(session, cfg)
+  local run = new_run(session, cfg)
+  run.calls, run.results, run.n = {}, {}, 1
+  return run
+end
+
+--- Run one call on a state from M.single.
+-- @return the call's result (as in M.run), and a hook's error if one raised
+function M.run_one(run, call)
+  run.next_fresh, run.active, run.done, run.pause_until = 1, 0, 0, -huge
+  run.stopping, run.stop_requested, run.hook_error = false, false, false
+  local now = run.clock()
+  local r = new_result(run, call, now)
+  run.calls[1], run.results[1] = call, r
+  drive(run, now)
+  run.calls[1], run.results[1] = false, false
+  return r, run.hook_error or nil
 end
 
 return M

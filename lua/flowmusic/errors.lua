@@ -1,13 +1,19 @@
 --- Error values of flowmusic: what a failed call returns as its second value.
 -- Every error is a table with a metatable whose `__tostring` gives one readable line.
--- Fields: `kind` ("http", "timeout", "network", "bad_response", "too_large", "redirect"),
+-- Fields: `kind` ("http", "timeout", "network", "bad_response", "too_large", "redirect",
+-- "cancelled" (a batch stopped early: `reason` "not_run" or "interrupted")),
 -- `status` (HTTP status, when there was one), `message`, `retry_after` (seconds, when the
 -- server said), `method`, `path`, `reason` (finer cause, e.g. "connect", "reset",
 -- "truncated"), `reached` (the request may have reached the server), `attempts`,
 -- `outcome_unknown` (a non-idempotent call that may or may not have been applied).
 -- Secrets never enter an error: server messages are scrubbed of the tokens sent.
 -- @module flowmusic.errors
+local core = require "flowmusic.core"
+
 local M = {}
+
+-- Longest server text kept in a message (after secrets are scrubbed from the whole text).
+local MESSAGE_MAX = 300
 
 local Error = {}
 Error.__index = Error
@@ -38,36 +44,40 @@ end
 
 -- libcurl result codes -> kind, reason, and whether the request may have reached the server
 -- (false = provably not sent; nil = decided by whether request bytes went out).
-local by_curl_code = {
-  [1] = { "network", "protocol", false },          -- unsupported protocol
-  [3] = { "network", "bad_url", false },
-  [5] = { "network", "dns", false },               -- proxy name
-  [6] = { "network", "dns", false },
-  [7] = { "network", "connect", false },
-  [8] = { "bad_response", "weird_reply", true },
-  [16] = { "network", "http2", nil },
-  [18] = { "network", "truncated", true },         -- body shorter than announced
-  [28] = { "timeout", "timeout", nil },
-  [35] = { "network", "tls", false },              -- handshake
-  [47] = { "redirect", "redirect", true },
-  [52] = { "network", "empty_reply", true },       -- closed without any answer
-  [55] = { "network", "send", nil },
-  [56] = { "network", "reset", nil },              -- includes a chunked body cut short
-  [58] = { "network", "tls_verify", false },
-  [60] = { "network", "tls_verify", false },
-  [61] = { "bad_response", "bad_encoding", true },
-  [77] = { "network", "tls_verify", false },
-  [83] = { "network", "tls_verify", false },
-  [90] = { "network", "tls_verify", false },
-  [91] = { "network", "tls_verify", false },
-  [92] = { "network", "http2", nil },
-}
+local by_curl_code = {}
+for name, row in pairs {
+  UNSUPPORTED_PROTOCOL = { "network", "protocol", false },
+  URL_MALFORMAT = { "network", "bad_url", false },
+  COULDNT_RESOLVE_PROXY = { "network", "dns", false },
+  COULDNT_RESOLVE_HOST = { "network", "dns", false },
+  COULDNT_CONNECT = { "network", "connect", false },
+  WEIRD_SERVER_REPLY = { "bad_response", "weird_reply", true },
+  HTTP2 = { "network", "http2", nil },
+  PARTIAL_FILE = { "network", "truncated", true },         -- body shorter than announced
+  OPERATION_TIMEDOUT = { "timeout", "timeout", nil },
+  SSL_CONNECT_ERROR = { "network", "tls", false },          -- handshake
+  TOO_MANY_REDIRECTS = { "redirect", "redirect", true },
+  GOT_NOTHING = { "network", "empty_reply", true },         -- closed without any answer
+  SEND_ERROR = { "network", "send", nil },
+  RECV_ERROR = { "network", "reset", nil },                 -- includes a chunked body cut short
+  SSL_CERTPROBLEM = { "network", "tls_verify", false },
+  PEER_FAILED_VERIFICATION = { "network", "tls_verify", false },
+  BAD_CONTENT_ENCODING = { "bad_response", "bad_encoding", true },
+  SSL_CACERT_BADFILE = { "network", "tls_verify", false },
+  SSL_ISSUER_ERROR = { "network", "tls_verify", false },
+  SSL_PINNEDPUBKEYNOTMATCH = { "network", "tls_verify", false },
+  SSL_INVALIDCERTSTATUS = { "network", "tls_verify", false },
+  HTTP2_STREAM = { "network", "http2", nil },
+} do
+  by_curl_code[core.CURLE[name]] = row
+end
 
---- Replace every occurrence of each secret in s.
+--- Replace every occurrence of each secret in s (strings shorter than 4 bytes are not
+-- treated as secrets).
 function M.scrub(s, secrets)
   if type(s) ~= "string" or not secrets then return s end
   for _, secret in ipairs(secrets) do
-    if #secret >= 4 then
+    if type(secret) == "string" and #secret >= 4 then
       local i = 1
       while true do
         local a, b = s:find(secret, i, true)
@@ -80,9 +90,20 @@ function M.scrub(s, secrets)
   return s
 end
 
+--- Scrub secrets from server text, then shorten it: in that order, so no piece of a secret
+-- survives at the cut. Control characters become spaces.
+function M.clean_text(s, secrets)
+  s = M.scrub(s, secrets):gsub("[%z\1-\31\127]+", " ")
+  if #s > MESSAGE_MAX then
+    s = s:sub(1, MESSAGE_MAX):gsub("[\128-\191]*$", ""):gsub("[\192-\255]$", "") .. "..."
+  end
+  return s
+end
+
 --- The error for a completion whose exchange did not complete (libcurl code ~= 0).
 -- @param c completion table from the C session
-function M.from_transport(c, method, path)
+-- @param call the call record (method, path)
+function M.from_transport(c, call)
   local kind, reason, reached
   if c.too_large then
     kind, reason, reached = "too_large", "too_large", true
@@ -94,10 +115,11 @@ function M.from_transport(c, method, path)
     if reached == nil then reached = c.sent end
     if kind == "timeout" and not c.sent then reason = "connect_timeout" end
   end
-  local message = kind == "too_large" and "response larger than max_response_bytes" or c.message
+  local message = kind == "too_large" and (c.too_large_reason or "response larger than max_response_bytes")
+    or c.message
   return M.new {
     kind = kind, reason = reason, reached = reached, status = c.status ~= 0 and c.status or nil,
-    message = message, method = method, path = path, curl_code = c.code,
+    message = message, method = call.method, path = call.path, curl_code = c.code,
   }
 end
 
@@ -131,23 +153,38 @@ function M.parse_retry_after(value, now)
   return delta > 0 and delta or 0
 end
 
+-- The server's text in an error document: `error` when it is a string, else `message`, else
+-- `error.message`; nil when there is none.
+local function server_text(doc)
+  if type(doc) ~= "table" then return nil end
+  if type(doc.error) == "string" then return doc.error end
+  if type(doc.message) == "string" then return doc.message end
+  if type(doc.error) == "table" and type(doc.error.message) == "string" then return doc.error.message end
+end
+
 --- The error for an HTTP answer the operation does not accept.
--- @param c completion; doc its decoded body or nil
-function M.from_status(c, doc, method, path, secrets, now)
+-- @param c completion (with parsed `headers`)
+-- @param doc its decoded body (any JSON value) or nil when it was not JSON
+-- @param call the call record (method, path)
+-- @param secrets strings to scrub from any text
+-- @param json_text the body text when it was JSON without a usable message (shown shortened)
+function M.from_status(c, doc, call, secrets, json_text)
   local status = c.status
-  local message
-  if type(doc) == "table" and type(doc.error) == "string" then
-    message = doc.error
-  else
-    local ctype = c.headers["content-type"] or "no content type"
-    message = ("HTTP %d with a non-JSON %s body"):format(status, ctype:match("^[^;]*"))
+  local message = server_text(doc)
+  if not message then
+    if json_text then
+      message = "HTTP " .. status .. " with a JSON body: " .. json_text
+    else
+      local ctype = (c.headers["content-type"] or ""):match("^[^;]*")
+      message = ctype ~= "" and ("HTTP %d with a %s body"):format(status, ctype)
+        or ("HTTP %d without a content type"):format(status)
+    end
   end
-  if #message > 300 then message = message:sub(1, 300) .. "…" end
   local kind = (status >= 300 and status < 400) and "redirect" or "http"
   return M.new {
-    kind = kind, reason = kind, status = status, message = M.scrub(message, secrets),
-    retry_after = M.parse_retry_after(c.headers["retry-after"], now),
-    reached = true, method = method, path = path,
+    kind = kind, reason = kind, status = status, message = M.clean_text(message, secrets),
+    retry_after = M.parse_retry_after(c.headers["retry-after"]),
+    reached = true, method = call.method, path = call.path,
   }
 end
 

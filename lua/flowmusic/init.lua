@@ -2,21 +2,25 @@
 --
 --     local flowmusic = require "flowmusic"
 --     local client = flowmusic.new { token = os.getenv "USEAPI_TOKEN" }
---     local acct, err = client:get_account "someone@example.com"
---     if not acct then print(err) end
+--     local value, err = client:<operation>(args...)   -- see docs/api.md
+--     if not value then print(err) end
 --
--- Conventions: misuse (wrong types, out-of-range values, unknown options) raises an error
--- before anything is sent; failures of the world (HTTP errors, timeouts, resets, bad
--- answers) return `nil, err` with `err` an error value (see flowmusic.errors).
+-- Conventions: misuse (wrong types, out-of-range values, unknown options, extra arguments)
+-- raises an error before anything is sent; failures of the world (HTTP errors, timeouts,
+-- resets, bad answers) return `nil, err` with `err` an error value (see flowmusic.errors).
+--
+-- The client methods are made from the operation table (flowmusic.ops; see docs/api.md for
+-- each one). Every one takes an optional trailing table of per-call options
+-- `{ timeout = s, deadline = s, retries = n }`.
 -- @module flowmusic
 local core = require "flowmusic.core"
 local ops = require "flowmusic.ops"
 local engine = require "flowmusic.engine"
-local retry = require "flowmusic.retry"
 local validate = require "flowmusic.validate"
 local errors = require "flowmusic.errors"
+local defaults = require "flowmusic.defaults"
 
-local M = { _VERSION = core._VERSION }
+local M = { _VERSION = defaults.VERSION }
 
 --- Sentinel for JSON null, for the `null` option: `flowmusic.new { null = flowmusic.null }`.
 M.null = core.null
@@ -24,37 +28,34 @@ M.null = core.null
 --- Error helpers: `flowmusic.errors.is(v)`.
 M.errors = errors
 
-local DEFAULT_BASE_URL = "https://api.useapi.net/v1/flowmusic"
-local MAX_CONCURRENCY = 50
-local DEFAULT_CONCURRENCY = 16
+--- Opt-in SIGINT/SIGTERM catching, for programs that must stop cleanly (the CLI uses it with
+-- batch's `cancel`). `catch()` makes the two signals only count; `caught()` returns the count
+-- and the last signal number; `release()` restores the previous handlers. The library installs
+-- no handler unless a program calls `catch()`.
+M.signals = { catch = core.signals_catch, caught = core.signals_caught, release = core.signals_release,
+  SIGINT = core.SIGINT, SIGTERM = core.SIGTERM }
 
-local Client = {}
+local Client = { __name = "flowmusic.client" }
 Client.__index = Client
-Client.__name = "flowmusic.client"
 
--- Option name -> checker(value) returning the value or nil, message.
-local function positive(name)
-  return function(v)
-    if type(v) ~= "number" or not (v > 0) or v == math.huge then return nil, name .. " must be a positive number of seconds" end
-    return v
-  end
-end
+-- Private state per client, weakly keyed (never reachable from the module or the client):
+-- cfg (the token included), the C session, cached call records, busy.
+local states = setmetatable({}, { __mode = "k" })
+
 local function of_type(t)
   return function(v, name)
     if type(v) ~= t then return nil, name .. " must be a " .. t .. ", got " .. type(v) end
     return v
   end
 end
+
+-- Option name -> checker(value, name) returning the value or nil, message.
 local option_checks = {
   token = function(v) return validate.api_token(v) end,
   base_url = of_type("string"), -- fully checked once allow_http is known
-  timeout = positive("timeout"),
-  connect_timeout = positive("connect_timeout"),
-  deadline = positive("deadline"),
-  retries = function(v)
-    if type(v) ~= "number" or v ~= math.floor(v) or v < 0 or v > 20 then return nil, "retries must be an integer 0-20" end
-    return v
-  end,
+  timeout = validate.seconds, connect_timeout = validate.seconds, deadline = validate.seconds,
+  base_delay = validate.seconds, max_delay = validate.seconds, retry_after_max = validate.seconds,
+  retries = function(v, name) return validate.retries(v, name, defaults.max_retries) end,
   max_response_bytes = function(v)
     if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > 2 ^ 40 then
       return nil, "max_response_bytes must be a positive integer"
@@ -64,11 +65,12 @@ local option_checks = {
   cainfo = of_type("string"),
   proxy = of_type("string"),
   user_agent = function(v, name)
-    if type(v) ~= "string" or v:find("[%c]") then return nil, name .. " must be a string without control characters" end
+    if type(v) ~= "string" or v:find("%c") then return nil, name .. " must be a string without control characters" end
     return v
   end,
   null = function(v) return v end,
   allow_http = of_type("boolean"),
+  on_event = of_type("function"),
   clock = of_type("function"),
   sleep = of_type("function"),
   random = of_type("function"),
@@ -77,13 +79,16 @@ local option_checks = {
 }
 
 --- Create a client.
--- @param opts table (all optional): `token` (default `$USEAPI_TOKEN`), `base_url` (default
---   `$FLOWMUSIC_BASE_URL` or https://api.useapi.net/v1/flowmusic), `timeout` (seconds per
---   attempt, 30), `connect_timeout` (10), `deadline` (seconds per call across retries, 60),
---   `retries` (re-sends after the first attempt, 3), `cainfo`, `proxy`, `user_agent`,
---   `max_response_bytes` (64 MiB), `null` (value standing for JSON null; default: nil),
---   `allow_http` (plain http to non-loopback hosts), `clock`/`sleep`/`random` (injectable
---   time and randomness for the retry schedule), `thread_pool` / `allow_blocking` (nginx).
+-- @param opts table (all optional; unknown keys raise): `token` (default `$USEAPI_TOKEN`),
+--   `base_url` (default `$FLOWMUSIC_BASE_URL` or https://api.useapi.net/v1/flowmusic),
+--   `timeout` (seconds per attempt, 30), `connect_timeout` (10), `deadline` (seconds per call
+--   across retries, 60), `retries` (re-sends after the first attempt, 3), `base_delay` (0.25),
+--   `max_delay` (8) and `retry_after_max` (30) for the retry schedule, `cainfo`, `proxy`,
+--   `user_agent`, `max_response_bytes` (64 MiB), `null` (value standing for JSON null;
+--   default: nil), `allow_http` (plain http to non-loopback hosts), `on_event` (function(ev)
+--   called after every attempt and every scheduled retry), `clock`/`sleep`/`random`
+--   (injectable time and randomness for the retry schedule), `thread_pool` /
+--   `allow_blocking` (nginx). Defaults live in flowmusic.defaults.
 -- @return client. Raises on a bad option or when no token is given.
 function M.new(opts)
   if opts == nil then opts = {} end
@@ -108,36 +113,34 @@ function M.new(opts)
   end
   local raw_url = o.base_url or os.getenv("FLOWMUSIC_BASE_URL")
   if raw_url == "" then raw_url = nil end
-  local base_url, msg = validate.base_url(raw_url or DEFAULT_BASE_URL, o.allow_http)
+  local base_url, msg = validate.base_url(raw_url or defaults.base_url, o.allow_http)
   if not base_url then error("flowmusic.new: " .. msg, 2) end
 
   local cfg = {
-    base_url = base_url, token = token, null = o.null,
-    timeout = o.timeout or 30, connect_timeout = o.connect_timeout or 10,
-    deadline = o.deadline or 60, retries = o.retries or retry.defaults.retries,
+    base_url = base_url, token = token, null = o.null, on_event = o.on_event,
+    timeout = o.timeout or defaults.timeout, connect_timeout = o.connect_timeout or defaults.connect_timeout,
+    deadline = o.deadline or defaults.deadline, retries = o.retries or defaults.retries,
+    base_delay = o.base_delay or defaults.base_delay, max_delay = o.max_delay or defaults.max_delay,
+    retry_after_max = o.retry_after_max or defaults.retry_after_max,
     clock = o.clock or core.now, sleep = o.sleep, random = o.random or math.random,
-    thread_pool = o.thread_pool or "flowmusic", allow_blocking = o.allow_blocking or false,
-    max_response_bytes = o.max_response_bytes or 64 * 1024 * 1024,
+    thread_pool = o.thread_pool or defaults.thread_pool, allow_blocking = o.allow_blocking or false,
+    max_response_bytes = o.max_response_bytes or defaults.max_response_bytes,
     cainfo = o.cainfo, proxy = o.proxy,
-    user_agent = o.user_agent or ("flowmusic/" .. core._VERSION .. " libcurl/" .. core.curl_version()),
+    user_agent = o.user_agent or ("flowmusic/" .. defaults.VERSION .. " libcurl/" .. core.curl_version()),
   }
   local session = core.session {
     token = token, user_agent = cfg.user_agent, cainfo = cfg.cainfo, proxy = cfg.proxy,
     connect_timeout_ms = math.ceil(cfg.connect_timeout * 1000),
     max_response_bytes = cfg.max_response_bytes,
   }
-  -- The token lives in cfg, kept in the module's private _state table and in the C session:
-  -- it is never a field of the client, so it can't show up in pairs or tostring.
   local client = setmetatable({ base_url = base_url }, Client)
-  M._state[client] = { session = session, cfg = cfg }
+  states[client] = { session = session, cfg = cfg, records = {}, busy = false,
+    single = engine.single(session, cfg) }
   return client
 end
 
--- Private state per client, weakly keyed: cfg (including the token) and the C session.
-M._state = setmetatable({}, { __mode = "k" })
-
 local function state_of(self, name)
-  local st = M._state[self]
+  local st = states[self]
   if not st then error(("flowmusic: bad self for '%s' (call it as client:%s(...))"):format(name, name), 3) end
   if st.closed then error("flowmusic: attempt to use a closed client", 3) end
   return st
@@ -145,104 +148,130 @@ end
 
 local function pack(...) return { n = select("#", ...), ... } end
 
--- Run prepared calls in this process (the default, and inside nginx worker threads).
-local function run_local(st, calls, concurrency, on_progress)
-  return engine.run(st.session, st.cfg, calls, concurrency, on_progress)
-end
-
---- How calls are run: replaced by the nginx adapter (flowmusic.ngx) inside OpenResty.
-M._runner = run_local
-
-local function prepare(name, args)
+-- The call record of operation name with args, for this client (with its URL), or nil and
+-- a message. Records of one-argument calls are cached: a loop over accounts rebuilds nothing.
+local function record(st, name, args)
+  local simple = args.n == 1 and type(args[1]) == "string"
+  local cache = st.records[name]
+  if simple and cache then
+    local c = cache[args[1]]
+    if c then return c end
+  end
   local call, msg = ops.prepare(name, args)
   if not call then return nil, msg end
-  call.policy = retry.op_kind(name, call.method)
-  if call.json then
-    local body, jerr = core.json_encode(call.json)
-    if not body then return nil, "cannot encode request body: " .. jerr end
-    call.body, call.json = body, nil
+  call.url = st.cfg.base_url .. call.path
+  if simple and not call.secrets then
+    if not cache or cache.n >= 256 then cache = { n = 0 } st.records[name] = cache end
+    cache[args[1]], cache.n = call, cache.n + 1
   end
   return call
 end
 
-local function single(name)
+-- Run call records in this process, on the client's own session (the default; inside nginx
+-- the adapter hands calls to worker threads instead).
+-- Run calls in this process on the client's own session: `many(st, calls, opts)` -> results,
+-- hook_error; `one(st, call)` -> result, hook_error (on a reusable single-call state). Inside
+-- nginx the adapter hands calls to worker threads instead.
+local run_local = {}
+
+local function guarded(st, f, a, b, c, d)
+  if st.busy then
+    error("flowmusic: client is busy running another call (called from on_progress, on_event or"
+      .. " another coroutine while a call runs); use another client", 4)
+  end
+  st.busy = true
+  local ok, results, hook_error = pcall(f, a, b, c, d)
+  st.busy = false
+  if not ok then
+    st.session:abort()
+    error(results, 0)
+  end
+  return results, hook_error
+end
+
+function run_local.many(st, calls, opts) return guarded(st, engine.run, st.session, st.cfg, calls, opts) end
+function run_local.one(st, call) return guarded(st, engine.run_one, st.single, call) end
+
+local runner = run_local
+
+-- The client method of an operation record.
+local function method_of(rec)
+  local name, extras = rec.name, rec.extras
   return function(self, ...)
     local st = state_of(self, name)
-    local call, msg = prepare(name, pack(...))
-    if not call then error("flowmusic: " .. msg, 2) end
-    local values, err
-    if M._runner == run_local then
-      values, err = engine.call_one(st.session, st.cfg, call)
-    else
-      local r = M._runner(st, { call }, 1, nil, self)[1]
-      values, err = r.values, r.err
+    local call, msg
+    -- The common call, one string argument seen before, takes its cached record directly.
+    local cache = select("#", ...) == 1 and st.records[name]
+    if cache then call = cache[...] end
+    if not call then
+      call, msg = record(st, name, pack(...))
+      if not call then error("flowmusic: " .. msg, 2) end
     end
-    if values then return ops.unpack(values, 1, #values) end
-    return nil, err
+    local r, hook_error = runner.one(st, call)
+    if hook_error then error(hook_error, 0) end
+    if not r.ok then return nil, r.err end
+    if extras[1] then return r.value, r[extras[1]], extras[2] and r[extras[2]] end
+    return r.value
   end
 end
 
---- Add an account, or refresh it when it exists (POST /accounts with refresh_token).
--- @param refresh_token the Flow Music refresh token (at least 10 characters)
--- @param max_jobs optional integer 1-16 (the service picks a default from the plan tier)
--- @return account, created (true on 201, false on 200); or nil, err. If the request reached
---   the server but no answer came back, err.outcome_unknown is true: check list_accounts.
-Client.add_account = single("add_account")
+-- Client methods: the ones below, and one per operation record, made on first use (so an
+-- operation defined later, e.g. by a plugin or a spec, is a method too).
+setmetatable(Client, { __index = function(_, key)
+  local rec = type(key) == "string" and ops.get(key)
+  if not rec then return nil end
+  local m = method_of(rec)
+  rawset(Client, key, m)
+  return m
+end })
 
---- Change maxJobs of an existing account (POST /accounts with email + maxJobs).
--- @return account; or nil, err (404: no such account)
-Client.set_max_jobs = single("set_max_jobs")
+local batch_options = { concurrency = true, on_progress = true, cancel = true, grace = true }
 
---- List the configured accounts (GET /accounts).
--- @return table keyed by email (empty when there are none); or nil, err
-Client.list_accounts = single("list_accounts")
+-- Check batch options; returns the engine's opts or raises (level 3: batch's caller).
+local function batch_opts(opts)
+  if opts == nil then return { concurrency = defaults.concurrency } end
+  if type(opts) ~= "table" then error("flowmusic: bad argument #2 to 'batch' (options must be a table)", 3) end
+  local ok, kmsg = validate.known_keys(opts, batch_options, "batch option")
+  if not ok then error("flowmusic: bad argument #2 to 'batch' (" .. kmsg .. ")", 3) end
+  local concurrency = opts.concurrency or defaults.concurrency
+  if type(concurrency) ~= "number" or concurrency ~= math.floor(concurrency) or concurrency < 1
+    or concurrency > defaults.max_concurrency then
+    error(("flowmusic: bad argument #2 to 'batch' (concurrency must be an integer 1-%d)"):format(
+      defaults.max_concurrency), 3)
+  end
+  for _, k in ipairs { "on_progress", "cancel" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then
+      error("flowmusic: bad argument #2 to 'batch' (" .. k .. " must be a function)", 3)
+    end
+  end
+  if opts.grace ~= nil then
+    local g, gmsg = validate.seconds(opts.grace, "grace")
+    if not g then error("flowmusic: bad argument #2 to 'batch' (" .. gmsg .. ")", 3) end
+  end
+  return { concurrency = concurrency, on_progress = opts.on_progress, cancel = opts.cancel, grace = opts.grace }
+end
 
---- Get one account, with `credits_remaining`/`tokens_remaining` when the service sends them
--- (GET /accounts/{email}).
--- @return account; or nil, err (404: not configured)
-Client.get_account = single("get_account")
-
---- Delete an account (DELETE /accounts/{email}).
--- @return true (and a note as a second value when a retry found it already gone); or nil, err
-Client.delete_account = single("delete_account")
-
---- Usage of an account: events and summary (GET /accounts/usage?email=).
--- @return usage document; or nil, err
-Client.get_usage = single("get_usage")
-
---- Any other Flow Music endpoint.
--- @param method "GET", "POST", "PUT", "PATCH", "DELETE" or "HEAD"
--- @param path below the base URL, e.g. "/jobs"
--- @param opts optional { query = table, body = table (sent as JSON), timeout = seconds }
--- @return body (decoded when JSON, else a string; "" when empty), status, headers; HTTP
---   errors are results here. Transport failures give nil, err.
-Client.request = single("request")
-
-local batch_options = { concurrency = true, on_progress = true }
-
---- Run many calls concurrently over one connection pool.
--- @param calls array of operations, each `{ "method_name", arg1, arg2, ... }` naming a
---   client method (e.g. `{ "set_max_jobs", "a@x.com", 4 }`)
--- @param opts optional { concurrency = 1-50 (default 16), on_progress = function(done,
---   total, index, result) }
+-- Run many calls concurrently over one connection pool (documented in docs/client.luadoc).
+-- @param calls array of operations, each `{ "method_name", arg1, arg2, ... [, opts] }` naming
+--   a client method (e.g. `{ "<operation>", "a@x.com" }`), with the same optional trailing
+--   per-call options table as the method
+-- @param opts optional `{ concurrency = 1-50 (default 16), on_progress = function(done, total,
+--   index, result), cancel = function(), grace = seconds }`. `on_progress` runs as each call
+--   completes; it may take `result.value` (set it to nil: the batch then keeps no reference to
+--   it); returning `false` stops the batch early. `cancel` is polled while the batch runs;
+--   returning `"stop"` stops it early, `"abort"` at once. After a stop nothing new starts,
+--   calls never started come back with an error of kind `cancelled` (reason `not_run`), calls
+--   in flight get `grace` seconds (default 2) and are then dropped (`cancelled`, reason
+--   `interrupted`, `outcome_unknown` for writes). An error raised by on_progress or on_event
+--   stops the batch the same way and then propagates.
 -- @return array of results in input order, each `{ ok, value, err, status, attempts,
---   elapsed }` plus `created` (add_account), `headers` (request), `note`. Raises before
+--   elapsed }` plus the operation's extra values by name (`created`, `headers`, `note`: see
+--   flowmusic.ops). Raises before
 --   sending anything if any item is malformed.
 function Client:batch(calls, opts)
   local st = state_of(self, "batch")
   if type(calls) ~= "table" then error("flowmusic: bad argument #1 to 'batch' (calls must be an array)", 2) end
-  opts = opts or {}
-  if type(opts) ~= "table" then error("flowmusic: bad argument #2 to 'batch' (options must be a table)", 2) end
-  local ok, kmsg = validate.known_keys(opts, batch_options, "batch option")
-  if not ok then error("flowmusic: bad argument #2 to 'batch' (" .. kmsg .. ")", 2) end
-  local concurrency = opts.concurrency or DEFAULT_CONCURRENCY
-  if type(concurrency) ~= "number" or concurrency ~= math.floor(concurrency) or concurrency < 1
-    or concurrency > MAX_CONCURRENCY then
-    error(("flowmusic: bad argument #2 to 'batch' (concurrency must be an integer 1-%d)"):format(MAX_CONCURRENCY), 2)
-  end
-  if opts.on_progress ~= nil and type(opts.on_progress) ~= "function" then
-    error("flowmusic: bad argument #2 to 'batch' (on_progress must be a function)", 2)
-  end
+  local eopts = batch_opts(opts)
   local n = 0
   for k in pairs(calls) do
     if type(k) ~= "number" or k < 1 or k ~= math.floor(k) then
@@ -262,26 +291,20 @@ function Client:batch(calls, opts)
     end
     local args = { n = argc - 1 }
     for j = 2, argc do args[j - 1] = item[j] end
-    local call, msg = prepare(item[1], args)
+    local call, msg = record(st, item[1], args)
     if not call then error(("flowmusic: batch item %d: %s"):format(i, msg), 2) end
     prepared[i] = call
   end
-  local results = M._runner(st, prepared, concurrency, opts.on_progress, self)
-  for i = 1, n do
-    local r, call = results[i], prepared[i]
-    if r.ok and r.values then
-      if call.op == "add_account" then r.created = r.values[2] end
-      if call.op == "request" then r.headers = r.values[3] end
-    end
-    r.values = nil
-  end
+  local results, hook_error = runner.many(st, prepared, eopts)
+  if hook_error then error(hook_error, 0) end
   return results
 end
 
---- Release the connection pool and handles; the client can't be used afterwards.
--- Idempotent. Also runs when the client is garbage-collected or goes out of a `<close>` scope.
+-- Release the connection pool and handles; the client can't be used afterwards.
+-- Idempotent; also runs on leaving a `<close>` scope. (An unreachable client's connections are
+-- released by its C session's own `__gc`.)
 function Client:close()
-  local st = M._state[self]
+  local st = states[self]
   if st and not st.closed then
     st.closed = true
     st.session:close()
@@ -290,10 +313,12 @@ end
 Client.__close = Client.close
 
 function Client:__tostring()
-  local st = M._state[self]
+  local st = states[self]
   return ("flowmusic.client (%s%s)"):format(self.base_url, (not st or st.closed) and ", closed" or "")
 end
 
-if ngx and ngx.get_phase then require("flowmusic.ngx").install(M) end -- inside nginx: thread pool
+-- Inside nginx every call goes to a worker thread (flowmusic.ngx); elsewhere nothing changes.
+local in_nginx = rawget(_G, "ngx")
+if in_nginx and in_nginx.get_phase then runner = require("flowmusic.ngx").runner(run_local) end
 
 return M

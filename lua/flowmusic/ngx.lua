@@ -14,8 +14,11 @@
 --   was made with `allow_blocking = true`: then the call runs right in the nginx worker
 --   (blocking it for the call's duration; meant for init_worker timers, `resty` scripts,
 --   start-up checks). With allow_blocking the pool is still used wherever it can be.
--- * `on_progress` of a batch can't run in the thread: it is called here, in the request's
---   VM, once per result in input order after the whole batch returned.
+-- * `on_progress` of a batch and the client's `on_event` can't run in the thread: they are
+--   called here, in the request's VM, after the whole batch returned (events in the order
+--   they happened, results in input order); on_progress returning false stops nothing then.
+-- * The call's deadline covers the wait for a Lua VM and for a thread of the pool: a call that
+--   can't start in time fails as a `timeout` (reason `no_vm` or `queued`).
 -- * Injected `clock` / `sleep` / `random` functions can't cross into the thread either: the
 --   thread uses its monotonic clock, real waiting and math.random.
 -- * The `null` option: lightuserdata (flowmusic.null, which is cjson.null and ngx.null),
@@ -27,8 +30,10 @@ local errors = require "flowmusic.errors"
 
 local M = {}
 
---- Module and function `ngx.run_worker_thread` runs in the worker thread's VM.
-M.THREAD_MODULE, M.THREAD_FUNCTION = "flowmusic.ngx_thread", "run"
+--- Module `ngx.run_worker_thread` runs in the worker thread's VM.
+M.THREAD_MODULE = "flowmusic.ngx_thread"
+--- Function of THREAD_MODULE it calls.
+M.THREAD_FUNCTION = "run"
 
 --- Phases (`ngx.get_phase()`) where a call goes to the thread pool.
 M.YIELDABLE = { rewrite = true, server_rewrite = true, access = true, content = true, timer = true }
@@ -55,13 +60,14 @@ local function thread_cfg(cfg)
   return t, true
 end
 
--- The prepared calls without their function-valued spec (re-attached in the thread).
+-- The call records without their operation record (functions can't cross; the thread takes
+-- it again from flowmusic.ops by name).
 local function thread_calls(calls)
   local out = {}
   for i = 1, #calls do
     local c = {}
     for k, v in pairs(calls[i]) do
-      if k ~= "spec" then c[k] = v end
+      if k ~= "op" then c[k] = v end
     end
     out[i] = c
   end
@@ -79,12 +85,12 @@ local function swap_null(v, repl, depth)
   return v
 end
 
--- An error result for every call (used when no VM of the pool became free in time).
+-- A timeout result for every call (no Lua VM of the pool became free before the deadline).
 local function fail_all(calls, message)
   local out = {}
   for i = 1, #calls do
     out[i] = { ok = false, attempts = 0, elapsed = 0, err = errors.new {
-      kind = "network", reason = "local_error", reached = false, attempts = 0,
+      kind = "timeout", reason = "no_vm", reached = false, attempts = 0, deadline_exceeded = true,
       message = message, method = calls[i].method, path = calls[i].path } }
   end
   return out
@@ -92,7 +98,7 @@ end
 
 -- What the call is, for messages.
 local function what(calls)
-  if #calls == 1 then return "'" .. tostring(calls[1].op) .. "'" end
+  if #calls == 1 then return "'" .. tostring(calls[1].name) .. "'" end
   return "a batch of " .. #calls .. " calls"
 end
 
@@ -112,38 +118,52 @@ local function no_pool_message(pool, calls, why)
     what(calls), pool, why, pool)
 end
 
---- Build the runner that replaces `flowmusic._runner` inside nginx.
--- @param run_local the default runner (runs in this VM, blocking)
--- @return function(st, calls, concurrency, on_progress, client) -> results. Raises (level
---   3: the caller of the client method) in a phase that can't yield or without a pool,
---   unless allow_blocking; raises when the worker thread itself fails.
+-- The shortest deadline among the calls, as a time on core.now's clock (shared by every
+-- thread of the process).
+local function deadline_at(cfg, calls)
+  local shortest = cfg.deadline
+  for i = 1, #calls do
+    if calls[i].deadline and calls[i].deadline < shortest then shortest = calls[i].deadline end
+  end
+  return core.now() + shortest
+end
+
+--- Build the runner flowmusic uses inside nginx.
+-- @param run_local the default runner (`one`, `many`: runs in this VM, blocking)
+-- @return a runner: `many(st, calls, opts)` -> results, hook_error; `one(st, call)` ->
+--   result, hook_error. Raises (level 4: the caller of the client method) in a phase that
+--   can't yield or without a pool, unless allow_blocking; raises when the worker thread itself
+--   fails.
 function M.runner(run_local)
-  return function(st, calls, concurrency, on_progress, client)
+  local many
+  many = function(st, calls, opts)
     local cfg = st.cfg
     if #calls == 0 then return {} end -- an empty batch sends nothing, whatever the phase
     local phase = ngx.get_phase()
     if not M.YIELDABLE[phase] then
-      if cfg.allow_blocking then return run_local(st, calls, concurrency, on_progress, client) end
-      error(blocked_phase_message(phase, calls), 3)
+      if cfg.allow_blocking then return run_local.many(st, calls, opts) end
+      error(blocked_phase_message(phase, calls), 4)
     end
     if type(ngx.run_worker_thread) ~= "function" then
-      if cfg.allow_blocking then return run_local(st, calls, concurrency, on_progress, client) end
-      error(no_pool_message(cfg.thread_pool, calls, "this nginx has no ngx.run_worker_thread"), 3)
+      if cfg.allow_blocking then return run_local.many(st, calls, opts) end
+      error(no_pool_message(cfg.thread_pool, calls, "this nginx has no ngx.run_worker_thread"), 4)
     end
+    opts = opts or {}
     local tcfg, swap = thread_cfg(cfg)
     local tcalls = thread_calls(calls)
-    local ok, results
-    local started, pause = ngx.now(), 0.001
+    -- The deadline covers the whole call: the wait for a VM and for a thread of the pool too.
+    local topts = { concurrency = opts.concurrency or 1, deadline_at = deadline_at(cfg, calls),
+      events = cfg.on_event ~= nil }
+    local ok, results, events
+    local pause = 0.001
     while true do
-      ok, results = ngx.run_worker_thread(cfg.thread_pool, M.THREAD_MODULE, M.THREAD_FUNCTION,
-        tcfg, tcalls, concurrency)
+      ok, results, events = ngx.run_worker_thread(cfg.thread_pool, M.THREAD_MODULE, M.THREAD_FUNCTION,
+        tcfg, tcalls, topts)
       if ok or results ~= "no available Lua vm" then break end
       -- Every VM of the pool is busy (lua_worker_thread_vm_pool_size): wait for one.
-      ngx.update_time()
-      if ngx.now() - started + pause > cfg.deadline then
-        results = fail_all(calls, "no free Lua VM for the nginx worker thread within the deadline"
-          .. " (raise lua_worker_thread_vm_pool_size)")
-        ok = true
+      if core.now() + pause > topts.deadline_at then
+        results, events, ok = fail_all(calls, "no free Lua VM for an nginx worker thread before the"
+          .. " deadline (raise lua_worker_thread_vm_pool_size)"), nil, true
         break
       end
       ngx.sleep(pause)
@@ -152,38 +172,40 @@ function M.runner(run_local)
     if not ok then
       local msg = tostring(results)
       if msg:find("thread_pool not found", 1, true) or msg:find("thread pool", 1, true) then
-        if cfg.allow_blocking then return run_local(st, calls, concurrency, on_progress, client) end
-        error(no_pool_message(cfg.thread_pool, calls, msg), 3)
+        if cfg.allow_blocking then return run_local.many(st, calls, opts) end
+        error(no_pool_message(cfg.thread_pool, calls, msg), 4)
       end
-      error("flowmusic: nginx worker thread failed running " .. what(calls) .. ": " .. msg, 3)
+      error("flowmusic: nginx worker thread failed running " .. what(calls) .. ": " .. msg, 4)
     end
     for i = 1, #calls do
       local r = results[i]
       errors.adopt(r.err)
-      if r.values then
-        if swap then
-          for j = 1, #r.values do r.values[j] = swap_null(r.values[j], cfg.null, 0) end
-        end
-        r.value = r.values[1]
-      elseif swap then
-        r.value = swap_null(r.value, cfg.null, 0)
+      if swap then r.value = swap_null(r.value, cfg.null, 0) end
+    end
+    -- Hooks can't cross into the thread: they run here, afterwards, in order.
+    local hook_error
+    if cfg.on_event and events then
+      for _, ev in ipairs(events) do
+        local hok, e = pcall(cfg.on_event, ev)
+        if not hok then hook_error = e break end
       end
     end
-    if on_progress then
+    if opts.on_progress and not hook_error then
       local n = #calls
-      for i = 1, n do on_progress(i, n, i, results[i]) end
+      for i = 1, n do
+        local hok, e = pcall(opts.on_progress, i, n, i, results[i])
+        if not hok then hook_error = e break end
+      end
     end
-    return results
+    return results, hook_error
   end
-end
-
---- Install the adapter into the flowmusic module table (idempotent).
--- @param fm the `flowmusic` module
-function M.install(fm)
-  if fm._ngx_installed then return fm end
-  fm._runner = M.runner(fm._runner)
-  fm._ngx_installed = true
-  return fm
+  return {
+    many = many,
+    one = function(st, call)
+      local results, hook_error = many(st, { call }, nil)
+      return results[1], hook_error
+    end,
+  }
 end
 
 return M

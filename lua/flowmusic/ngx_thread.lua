@@ -47,23 +47,36 @@ local function session_for(cfg)
   return s
 end
 
---- Run prepared calls (entry point for `ngx.run_worker_thread`).
+--- Run call records (entry point for `ngx.run_worker_thread`).
 -- @param cfg client settings by value (no functions; `null` already replaced by a value
 --   that can cross, see flowmusic.ngx)
--- @param calls prepared calls without `spec`
--- @param concurrency 1-50
--- @return the engine's results (plain tables; error values lose their metatable on the way
---   back and are adopted again by flowmusic.ngx). Raises on an unknown op or engine failure.
-function M.run(cfg, calls, concurrency)
+-- @param calls call records without `op`
+-- @param opts `{ concurrency, deadline_at, events }`: deadline_at is a core.now() time no call
+--   may outlive (it includes the wait for this thread); events: collect on_event events
+-- @return the scheduler's results (plain tables; error values lose their metatable on the
+--   way back and are adopted again by flowmusic.ngx), and the events when asked for. Raises on
+--   an unknown operation or a scheduler failure.
+function M.run(cfg, calls, opts)
   for i = 1, #calls do
-    local spec = ops[calls[i].op]
-    if type(spec) ~= "table" or not spec.check then
-      error("flowmusic.ngx_thread: unknown operation '" .. tostring(calls[i].op) .. "'")
-    end
-    calls[i].spec = spec
+    local rec = ops.get(calls[i].name)
+    if not rec then error("flowmusic.ngx_thread: unknown operation '" .. tostring(calls[i].name) .. "'") end
+    calls[i].op = rec
+  end
+  local events
+  if opts.events then
+    events = {}
+    cfg.on_event = function(ev) events[#events + 1] = ev end
   end
   cfg.clock, cfg.random, cfg.sleep = core.now, math.random, nil
-  return engine.run(session_for(cfg), cfg, calls, concurrency, nil)
+  local results = engine.run(session_for(cfg), cfg, calls, { concurrency = opts.concurrency,
+    deadline_at = opts.deadline_at, late_reason = "queued" })
+  for i = 1, #results do
+    local err = results[i].err
+    if err and err.reason == "queued" then
+      err.message = "waited for an nginx worker thread past the call's deadline (raise threads= of the thread_pool)"
+    end
+  end
+  return results, events
 end
 
 --- Close every cached session of this VM (for tests; the VM normally lives as long as the

@@ -1,164 +1,275 @@
---- The accounts operations: how each call is checked, turned into an HTTP request, and how
--- its answer becomes Lua values. The engine runs them; init.lua and batch expose them.
--- Each op: check(args) -> call | nil, message; result(call, status, doc, c) -> values.
+--- The operation table: one declarative record per Flow Music accounts operation. The client
+-- methods, batch items, the retry policy, the scheduler, the nginx adapter and the CLI all
+-- read these records; no other library file names an operation.
+--
+-- A record:
+--
+-- * `name`: the client method (`client:get_account(...)`, batch item `{ "get_account", ... }`)
+-- * `label`: short words for CLI and verbose output
+-- * `min_args`, `max_args`: positional arguments; one more trailing table holds per-call
+--   options (`timeout`, `deadline`, `retries`, plus the record's own `options`)
+-- * `build(args, opts)`: checks the arguments, returns the request: `{ method, path, json,
+--   secrets, compressed }`, or nil and a message
+-- * `answer`: `"object"` (a JSON object is decoded), `"none"` (the body is ignored) or `"raw"`
+--   (any status is a result: body, status, headers)
+-- * `shape(doc, null)`: optional; nil, or a message saying which field has the wrong type
+-- * `result(doc, status)`: the values the call returns (default: the document)
+-- * `extras`: names, in a batch result, of the values after the first
+-- * `resend(method)`: may the request be sent again after it may have reached the server
+-- * `write(method)`: does it change state on the server (an unreadable answer then leaves the
+--   outcome unknown)
+-- * `fresh(method)` (optional): must it go out on a new connection; by default every request
+--   but GET and HEAD does, so libcurl can never silently re-send a write on a pooled one
+-- * `gone_ok`: a 404 after an attempt that may have applied counts as done: the value and the
+--   note to return
 -- @module flowmusic.ops
 local validate = require "flowmusic.validate"
+local defaults = require "flowmusic.defaults"
+local core = require "flowmusic.core"
 
 local M = {}
 
-local JSON = "application/json"
-local unpack = table.unpack or unpack
+local by_name = {}
 
-local function account_path(email) return "/accounts/" .. validate.escape(email) end
+--- Appended to the message of a write whose outcome is unknown.
+M.OUTCOME_UNKNOWN_NOTE = "(outcome unknown: the request may have been applied; check with list_accounts)"
 
--- Build the call record every op returns from check(). o (optional) carries json (body
--- table), fresh (never reuse a pooled connection), secrets (strings to scrub from errors),
--- compressed (offer gzip), timeout (seconds). The constructor names the fields every call
--- gets (spec and policy are set by flowmusic's prepare), so the common GET never rehashes.
-local function call(op, method, path, o)
-  local c = { op = op, method = method, path = path, spec = false, policy = false }
-  if o then
-    for k, v in pairs(o) do c[k] = v end
-  end
-  return c
+local function always() return true end
+local function never() return false end
+local function bodyless(method) return method == "GET" or method == "HEAD" end
+local function not_bodyless(method) return not bodyless(method) end
+
+-- nil, or what is wrong with an account record (where: prefix naming its place; null: the
+-- value JSON null became). Checked: the fields callers compute with.
+local function account_shape(doc, null, where)
+  local jobs, credits, tokens = doc.maxJobs, doc.credits_remaining, doc.tokens_remaining
+  local field, v
+  if jobs ~= nil and jobs ~= null and type(jobs) ~= "number" then field, v = "maxJobs", jobs
+  elseif credits ~= nil and credits ~= null and type(credits) ~= "number" then field, v = "credits_remaining", credits
+  elseif tokens ~= nil and tokens ~= null and type(tokens) ~= "number" then field, v = "tokens_remaining", tokens
+  elseif type(doc.email) ~= "string" and doc.email ~= nil and doc.email ~= null then field, v = "email", doc.email
+  else return nil end
+  return ("%s'%s' must be a %s, got %s"):format(where, field, field == "email" and "string" or "number", type(v))
 end
 
--- The answer must be a JSON object; the call returns it as its one value.
-local function one_object(_, _, doc)
-  if type(doc) ~= "table" then return nil, "expected a JSON object" end
-  return { doc }
+local function account_record(doc, null) return account_shape(doc, null, "") end
+
+-- Argument #i of name failed its check.
+local function bad(name, i, msg) return nil, ("bad argument #%d to '%s' (%s)"):format(i, name, msg) end
+
+-- The one email argument of get_account, delete_account, get_usage.
+local function email_arg(name, a, path_use)
+  local email, msg = validate.email(a[1], path_use)
+  if not email then return bad(name, 1, msg) end
+  return email
 end
 
-M.add_account = {
-  check = function(a)
+--- Register an operation record (see the module description) and return it. Raises on a
+-- malformed record.
+function M.define(rec)
+  assert(type(rec.name) == "string" and rec.name:match("^[%a_][%w_]*$"), "operation needs a name")
+  assert(type(rec.build) == "function", "operation " .. rec.name .. " needs build")
+  assert(rec.answer == "object" or rec.answer == "none" or rec.answer == "raw",
+    "operation " .. rec.name .. ": answer must be object, none or raw")
+  rec.label = rec.label or rec.name:gsub("_", " ")
+  rec.min_args, rec.max_args = rec.min_args or 0, rec.max_args or rec.min_args or 0
+  rec.resend = rec.resend or never
+  rec.write = rec.write or never
+  rec.fresh = rec.fresh or not_bodyless
+  rec.extras = rec.extras or {}
+  by_name[rec.name] = rec
+  return rec
+end
+
+--- The record of an operation name, or nil.
+function M.get(name) return by_name[name] end
+
+--- Every operation name, sorted (for messages and docs).
+function M.names()
+  local t = {}
+  for name in pairs(by_name) do t[#t + 1] = name end
+  table.sort(t)
+  return t
+end
+
+M.define {
+  name = "add_account", label = "add account", min_args = 1, max_args = 2,
+  build = function(a)
     local token, msg = validate.refresh_token(a[1])
-    if not token then return nil, "bad argument #1 to 'add_account' (" .. msg .. ")" end
+    if not token then return bad("add_account", 1, msg) end
     local body = { refresh_token = token }
     if a[2] ~= nil then
       local n, m = validate.max_jobs(a[2])
-      if not n then return nil, "bad argument #2 to 'add_account' (" .. m .. ")" end
+      if not n then return bad("add_account", 2, m) end
       body.maxJobs = n
     end
-    -- A fresh connection: libcurl silently re-sends on a stale pooled one, and this request
-    -- carries a token the service may rotate, so it must go out at most once per attempt.
-    return call("add_account", "POST", "/accounts", { json = body, fresh = true, secrets = { token } })
+    return { method = "POST", path = "/accounts", json = body, secrets = { token } }
   end,
-  expects_body = true,
-  result = function(call, status, doc)
-    local values, err = one_object(call, status, doc)
-    if values then values[2] = status == 201 end
-    return values, err
-  end,
+  answer = "object", shape = account_record,
+  result = function(doc, status) return doc, status == 201 end,
+  extras = { "created" },
+  write = always, -- and never re-sent once it may have arrived: the token may rotate
 }
 
-M.set_max_jobs = {
-  check = function(a)
+M.define {
+  name = "set_max_jobs", label = "set maxJobs", min_args = 2, max_args = 2,
+  build = function(a)
     local email, msg = validate.email(a[1])
-    if not email then return nil, "bad argument #1 to 'set_max_jobs' (" .. msg .. ")" end
+    if not email then return bad("set_max_jobs", 1, msg) end
     local n, m = validate.max_jobs(a[2])
-    if not n then return nil, "bad argument #2 to 'set_max_jobs' (" .. m .. ")" end
-    return call("set_max_jobs", "POST", "/accounts", { json = { email = email, maxJobs = n } })
+    if not n then return bad("set_max_jobs", 2, m) end
+    return { method = "POST", path = "/accounts", json = { email = email, maxJobs = n } }
   end,
-  expects_body = true,
-  result = one_object,
+  answer = "object", shape = account_record,
+  resend = always, -- setting the same value twice changes nothing
+  write = always,
 }
 
-M.list_accounts = {
-  check = function(a)
-    if a.n > 0 then return nil, "list_accounts takes no arguments" end
-    return call("list_accounts", "GET", "/accounts")
+M.define {
+  name = "list_accounts", label = "list accounts",
+  build = function() return { method = "GET", path = "/accounts" } end,
+  answer = "object",
+  shape = function(doc, null)
+    for email, rec in pairs(doc) do
+      if type(rec) ~= "table" then return ("account '%s' must be an object"):format(tostring(email)) end
+      local msg = account_shape(rec, null, "account '" .. tostring(email) .. "': ")
+      if msg then return msg end
+    end
   end,
-  expects_body = true,
-  result = one_object,
+  resend = always,
 }
 
--- get_account, delete_account and get_usage take one email.
-local function email_op(name, method, path_of)
-  return function(a)
-    local email, msg = validate.email(a[1], true)
-    if not email then return nil, "bad argument #1 to '" .. name .. "' (" .. msg .. ")" end
-    return call(name, method, path_of(email))
-  end
-end
-
-M.get_account = {
-  check = email_op("get_account", "GET", account_path),
-  expects_body = true,
-  result = one_object,
+M.define {
+  name = "get_account", label = "get account", min_args = 1,
+  build = function(a)
+    local email, msg = email_arg("get_account", a, true)
+    if not email then return nil, msg end
+    return { method = "GET", path = "/accounts/" .. validate.escape(email) }
+  end,
+  answer = "object", shape = account_record,
+  resend = always,
 }
 
-M.delete_account = {
-  check = email_op("delete_account", "DELETE", account_path),
-  expects_body = false,
-  result = function() return { true } end,
+M.define {
+  name = "delete_account", label = "delete account", min_args = 1,
+  build = function(a)
+    local email, msg = email_arg("delete_account", a, true)
+    if not email then return nil, msg end
+    return { method = "DELETE", path = "/accounts/" .. validate.escape(email) }
+  end,
+  answer = "none",
+  result = function() return true end,
+  extras = { "note" },
+  gone_ok = { true, "already deleted: 404 after an earlier attempt that may have deleted it" },
+  resend = always,
+  write = always,
 }
 
-M.get_usage = {
-  check = function(a)
-    local email, msg = validate.email(a[1])
-    if not email then return nil, "bad argument #1 to 'get_usage' (" .. msg .. ")" end
+M.define {
+  name = "get_usage", label = "get usage", min_args = 1,
+  build = function(a)
+    local email, msg = email_arg("get_usage", a)
+    if not email then return nil, msg end
     -- Usage documents run to megabytes: ask for compression.
-    return call("get_usage", "GET", "/accounts/usage?email=" .. validate.escape(email), { compressed = true })
+    return { method = "GET", path = "/accounts/usage?email=" .. validate.escape(email), compressed = true }
   end,
-  expects_body = true,
-  result = one_object,
+  answer = "object",
+  shape = function(doc)
+    if doc.events ~= nil and type(doc.events) ~= "table" then return "'events' must be an array" end
+    if doc.summary ~= nil and type(doc.summary) ~= "table" then return "'summary' must be an object" end
+  end,
+  resend = always,
 }
 
 local request_methods = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true }
-local request_options = { query = true, body = true, timeout = true }
 
-M.request = {
-  check = function(a)
-    local method, path, opts = a[1], a[2], a[3]
+M.define {
+  name = "request", label = "request", min_args = 2,
+  options = { query = true, body = true },
+  build = function(a, opts)
+    local method = a[1]
     if type(method) ~= "string" or not request_methods[method:upper()] then
-      return nil, "bad argument #1 to 'request' (method must be one of GET, POST, PUT, PATCH, DELETE, HEAD)"
+      return bad("request", 1, "method must be one of GET, POST, PUT, PATCH, DELETE, HEAD")
     end
     method = method:upper()
-    local p, msg = validate.request_path(path)
-    if not p then return nil, "bad argument #2 to 'request' (" .. msg .. ")" end
-    local fields = { compressed = true } -- any endpoint: its answer may be large
-    if opts ~= nil then
-      if type(opts) ~= "table" then return nil, "bad argument #3 to 'request' (options must be a table)" end
-      local ok, m = validate.known_keys(opts, request_options, "request option")
-      if not ok then return nil, "bad argument #3 to 'request' (" .. m .. ")" end
-      if opts.query ~= nil then
-        local q, qm = validate.query(opts.query)
-        if not q then return nil, "bad argument #3 to 'request' (" .. qm .. ")" end
-        if q ~= "" then p = p .. (p:find("?", 1, true) and "&" or "?") .. q end
-      end
-      if opts.body ~= nil then
-        if type(opts.body) ~= "table" then return nil, "bad argument #3 to 'request' (body must be a table)" end
-        if method == "GET" or method == "HEAD" then
-          return nil, "bad argument #3 to 'request' (" .. method .. " takes no body)"
-        end
-        local okb, bmsg = validate.json_body(opts.body)
-        if not okb then return nil, "bad argument #3 to 'request' (" .. bmsg .. ")" end
-        fields.json = opts.body
-      end
-      if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
-        return nil, "bad argument #3 to 'request' (timeout must be a positive number)"
-      end
-      fields.timeout = opts.timeout
+    local p, msg = validate.request_path(a[2])
+    if not p then return bad("request", 2, msg) end
+    local req = { method = method, path = p, compressed = true } -- any endpoint: answers may be large
+    if opts and opts.query ~= nil then
+      local q, qm = validate.query(opts.query)
+      if not q then return bad("request", 3, qm) end
+      if q ~= "" then req.path = p .. (p:find("?", 1, true) and "&" or "?") .. q end
     end
-    return call("request", method, p, fields)
+    if opts and opts.body ~= nil then
+      if type(opts.body) ~= "table" then return bad("request", 3, "body must be a table") end
+      if bodyless(method) then return bad("request", 3, method .. " takes no body") end
+      local okb, bmsg = validate.json_body(opts.body)
+      if not okb then return bad("request", 3, bmsg) end
+      req.json = opts.body
+    end
+    return req
   end,
-  -- Any status is a result here; the body is decoded when it is JSON.
-  raw = true,
+  answer = "raw",
+  extras = { "status", "headers" },
+  resend = function(method) return method ~= "POST" and method ~= "PATCH" end,
+  write = not_bodyless,
 }
 
---- Names of the operations a batch item may name.
-M.names = { "add_account", "set_max_jobs", "list_accounts", "get_account", "delete_account", "get_usage", "request" }
+local call_options = { timeout = true, deadline = true, retries = true }
 
---- Check the arguments of op name (packed with n) and return its call record; raises nothing.
-function M.prepare(name, args)
-  local op = M[name]
-  if type(op) ~= "table" or not op.check then return nil, "unknown operation '" .. tostring(name) .. "'" end
-  local c, msg = op.check(args)
-  if not c then return nil, msg end
-  c.spec = op
-  return c
+-- Check the per-call options table of rec; returns it or nil, message.
+local function check_options(rec, opts)
+  for k, v in pairs(opts) do
+    if not call_options[k] and not (rec.options and rec.options[k]) then
+      return nil, ("unknown %s option '%s'"):format(rec.name, tostring(k))
+    end
+    local ok, msg = true, nil
+    if k == "timeout" or k == "deadline" then ok, msg = validate.seconds(v, k)
+    elseif k == "retries" then ok, msg = validate.retries(v, k, defaults.max_retries) end
+    if not ok then return nil, msg end
+  end
+  return opts
 end
 
-M.unpack = unpack
+--- Check the arguments of an operation and make its call record: what the scheduler sends
+-- (method, path, body as JSON text, fresh, compressed), the per-call options (timeout,
+-- deadline, retries), the policy facts (resend, write) and the record itself (`op`). Call
+-- records are never changed afterwards, so they may be cached and reused.
+-- @param name operation name
+-- @param args the arguments, packed (`n` = count)
+-- @return the call, or nil and a message (misuse: the caller raises)
+function M.prepare(name, args)
+  local rec = by_name[name]
+  if not rec then
+    return nil, ("unknown operation '%s'"):format(tostring(name))
+  end
+  local n, opts = args.n, nil
+  if n > rec.min_args and type(args[n]) == "table" then
+    opts, args[n], n = args[n], nil, n - 1 -- (args is the caller's own packed copy)
+    args.n = n
+    local ok, msg = check_options(rec, opts)
+    if not ok then return bad(name, n + 1, msg) end
+  end
+  if n > rec.max_args then
+    if rec.max_args == 0 then return nil, ("'%s' takes no arguments (only an options table)"):format(name) end
+    return nil, ("'%s' takes at most %d argument%s and an options table, got %d arguments"):format(
+      name, rec.max_args, rec.max_args == 1 and "" or "s", args.n)
+  end
+  local req, msg = rec.build(args, opts)
+  if not req then return nil, msg end
+  local body
+  if req.json then
+    local err
+    body, err = core.json_encode(req.json)
+    if not body then return nil, "cannot encode request body: " .. err end
+  end
+  local method = req.method
+  return {
+    op = rec, name = name, method = method, path = req.path, body = body, secrets = req.secrets,
+    compressed = req.compressed or false, fresh = rec.fresh(method), head = rec.answer == "raw",
+    resend = rec.resend(method), write = rec.write(method),
+    timeout = opts and opts.timeout, deadline = opts and opts.deadline, retries = opts and opts.retries,
+  }
+end
 
 return M

@@ -147,6 +147,22 @@ function M.json_body(t, depth)
   return t
 end
 
+--- A positive, finite number of seconds (NaN, infinities, zero and negatives are refused).
+function M.seconds(v, name)
+  if type(v) ~= "number" or not (v > 0) or v == math.huge then -- luacheck: ignore 581 (NaN fails v > 0)
+    return nil, name .. " must be a positive number of seconds"
+  end
+  return v
+end
+
+--- A retry count: an integer 0..max.
+function M.retries(v, name, max)
+  if type(v) ~= "number" or v ~= math.floor(v) or v < 0 or v > max then
+    return nil, ("%s must be an integer 0-%d"):format(name, max)
+  end
+  return v
+end
+
 --- Check that t only has keys listed in allowed (a set); returns t or nil, message.
 function M.known_keys(t, allowed, what)
   for k in pairs(t) do

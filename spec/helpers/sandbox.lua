@@ -5,6 +5,8 @@
 --     sb.base_url, sb.root, sb.token, sb.pid, sb.dir, sb.port
 --     sb:reset(); sb:seed(3); sb:fault{ fault = "status", code = 503, count = 2 }
 --     sb:clear_faults(); sb:requests(); sb:control("GET", "/__sandbox/health")
+--     sb:raw("GET / HTTP/1.0\r\n\r\n"); sb:raw_api("GET", "/accounts", "X-Sandbox-Fault: reset\r\n")
+--     sandbox.parse_raw(data) → status, headers, body
 --     sb:stop()                                          -- by pid, idempotent, removes the dir
 --     sandbox.start{ tls = true }  -- also serves HTTPS at sb.tls_base_url (self-signed: sb.tls_cert)
 --
@@ -13,6 +15,7 @@
 -- @module spec.helpers.sandbox
 
 local cjson = require "cjson"
+local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local server = require "flowmusic.sandbox.server"
@@ -107,6 +110,56 @@ function Sandbox:http(method, path, opts)
   return code, table.concat(chunks), resp_headers
 end
 
+--- Send a raw HTTP request to this instance and read until the server closes (or the timeout).
+-- @tparam string request the bytes to send
+-- @tparam[opt] number timeout seconds (default 5)
+-- @treturn string everything received
+-- @treturn string how it ended ("closed", "timeout", ...)
+function Sandbox:raw(request, timeout)
+  local c = socket.tcp()
+  c:settimeout(timeout or 5)
+  assert(c:connect("127.0.0.1", self.port))
+  assert(c:send(request))
+  local chunks = {}
+  while true do
+    local data, err, partial = c:receive(8192)
+    if data then
+      chunks[#chunks + 1] = data
+    else
+      if partial and #partial > 0 then chunks[#chunks + 1] = partial end
+      c:close()
+      return table.concat(chunks), err
+    end
+  end
+end
+
+--- A raw request of an API path (`/accounts...`) with the token and `Connection: close`.
+-- @tparam string method
+-- @tparam string path relative to `/v1/flowmusic`
+-- @tparam[opt] string extra more header lines, each ending in CRLF
+-- @tparam[opt] string body
+-- @tparam[opt] number timeout
+-- @treturn string, string as `raw`
+function Sandbox:raw_api(method, path, extra, body, timeout)
+  return self:raw(method .. " /v1/flowmusic" .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+    .. self.token .. "\r\nConnection: close\r\n" .. (extra or "")
+    .. (body and ("Content-Length: " .. #body .. "\r\n") or "") .. "\r\n" .. (body or ""), timeout)
+end
+
+--- Split a raw response into status, lower-cased headers and the rest (the body as sent).
+-- @tparam string data
+-- @treturn number|nil status
+-- @treturn table headers
+-- @treturn string rest
+function M.parse_raw(data)
+  local head, body = data:match("^(.-)\r\n\r\n(.*)$")
+  if not head then return nil end
+  local status = tonumber(head:match("^HTTP/1%.%d (%d+)"))
+  local headers = {}
+  for k, v in head:gmatch("\r\n([^:\r\n]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
+  return status, headers, body
+end
+
 --- An authenticated API call: path relative to `base_url`, JSON body from a table.
 -- @tparam string method
 -- @tparam string path e.g. `/accounts`
@@ -131,7 +184,8 @@ function Sandbox:api(method, path, opts)
   return code, (ok and decoded or text), h
 end
 
---- A control request: JSON in, JSON out.
+--- A control request: JSON in, JSON out. Every request that may carry a body (POST, even
+-- without one) is sent as `Content-Type: application/json`: the sandbox refuses anything else.
 -- @tparam string method
 -- @tparam string path `/__sandbox/...` (a bare name like `reset` is prefixed)
 -- @tparam[opt] table body_table
@@ -140,8 +194,9 @@ end
 function Sandbox:control(method, path, body_table)
   if path:sub(1, 1) ~= "/" then path = "/__sandbox/" .. path end
   local body = body_table and cjson.encode(body_table) or nil
+  local json_type = body or (method ~= "GET" and method ~= "HEAD" and method ~= "DELETE")
   local code, text = self:http(method, path, { body = body,
-    headers = body and { ["Content-Type"] = "application/json" } or nil })
+    headers = json_type and { ["Content-Type"] = "application/json" } or nil })
   if not code then error("sandbox control " .. method .. " " .. path .. ": " .. tostring(text), 2) end
   local ok, decoded = pcall(cjson.decode, text)
   return code, ok and decoded or nil

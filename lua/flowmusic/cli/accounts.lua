@@ -1,43 +1,10 @@
 --- `flowmusic accounts list | get EMAIL | add | set-max-jobs EMAIL N | delete EMAIL`.
--- A function taking the argument list and returning the exit code (0 ok, 1 the API call
--- failed, 2 usage or input error).
+-- A command module of flowmusic.cli (exit code 0 ok, 1 the API call failed, 2 usage or
+-- input error).
 -- @module flowmusic.cli.accounts
-local args = require "flowmusic.cli.args"
 local common = require "flowmusic.cli.common"
+local validate = require "flowmusic.validate"
 local output = require "flowmusic.cli.output"
-
-local USAGE = [[
-usage: flowmusic accounts list [options]
-       flowmusic accounts get EMAIL [options]
-       flowmusic accounts add (--refresh-token-file FILE | -) [--max-jobs N] [options]
-       flowmusic accounts set-max-jobs EMAIL N [options]
-       flowmusic accounts delete EMAIL [options]
-
-Manage the Flow Music accounts configured for your useapi.net API token.
-  list          all accounts: email, tier, maxJobs, added, last refresh, state
-  get           one account, with its remaining credits and tokens
-  add           add an account, or refresh it when it exists, from its Flow Music
-                refresh token; the token is read from --refresh-token-file FILE or from
-                standard input ('-' or '--refresh-token-file -'), never from the command
-                line, and it is never printed. --max-jobs N (1-16) sets maxJobs (default:
-                chosen by the service from the plan tier)
-  set-max-jobs  change maxJobs (N is an integer 1-16) of an existing account
-  delete        remove an account
-
-]] .. common.CONNECTION_HELP .. [[
-
-examples:
-  export USEAPI_TOKEN=user:123-abc...
-  flowmusic accounts list
-  flowmusic accounts add --refresh-token-file ~/flow-token.txt --max-jobs 4
-  pass show flow/refresh | flowmusic accounts add -
-  flowmusic accounts set-max-jobs someone@example.com 8
-  flowmusic accounts get someone@example.com --json
-  flowmusic accounts delete someone@example.com
-
-exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usage or
-input error (unknown option, bad N, unreadable or empty token file, no API token).
-]]
 
 -- Fields written in --json / --csv (tokens, even redacted, are left out).
 local FIELDS = { "email", "tier", "subscription_plan", "provider", "maxJobs", "added", "refreshed_at",
@@ -85,7 +52,7 @@ local function show(acct, result)
   for _, l in ipairs(lines) do
     local v = l[2]
     if type(v) == "number" then v = output.number(v) end
-    io.stdout:write(l[1], ":", (" "):rep(w - #l[1] + 1), tostring(v), "\n")
+    io.stdout:write(l[1], ":", (" "):rep(w - #l[1] + 1), common.clean(tostring(v)), "\n")
   end
 end
 
@@ -107,92 +74,108 @@ local function failed(r)
   return common.FAILED
 end
 
-local function need(pos, n, what)
-  if #pos < n then return nil, "missing " .. what end
-  if #pos > n then return nil, "unexpected argument '" .. pos[n + 1] .. "'" end
-  return true
+local DESCRIPTION = [[
+Manage the Flow Music accounts configured for your useapi.net API token.
+
+  flowmusic accounts list [options]
+  flowmusic accounts get EMAIL [options]
+  flowmusic accounts add (--refresh-token-file FILE | -) [--max-jobs N] [options]
+  flowmusic accounts set-max-jobs EMAIL N [options]
+  flowmusic accounts delete EMAIL [options]
+
+flowmusic accounts COMMAND --help shows the options of each command.]]
+
+local EPILOG = [[
+examples:
+  export USEAPI_TOKEN=user:123-abc...
+  flowmusic accounts list
+  flowmusic accounts add --refresh-token-file ~/flow-token.txt --max-jobs 4
+  pass show flow/refresh | flowmusic accounts add -
+  flowmusic accounts set-max-jobs someone@example.com 8
+  flowmusic accounts get someone@example.com --json
+  flowmusic accounts delete someone@example.com
+
+exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usage or
+input error (unknown option, bad N, unreadable or empty token file, no API token),
+130/143 interrupted by SIGINT/SIGTERM.]]
+
+-- The EMAIL argument; path_use: it becomes a path segment (/accounts/{email}).
+local function email_arg(cmd, path_use)
+  cmd:argument("EMAIL", "The account's email address."):target("email")
+    :convert(function(v) return common.email(v, path_use) end)
+end
+local function path_email_arg(cmd) email_arg(cmd, true) end
+
+local function options(cmd)
+  common.connection_options(cmd)
+  common.output_options(cmd)
+  cmd:epilog(EPILOG)
 end
 
-local SPECS = {
-  list = common.CONNECTION,
-  get = common.CONNECTION,
-  delete = common.CONNECTION,
-  ["set-max-jobs"] = common.CONNECTION,
-  add = common.spec(common.CONNECTION, { ["refresh-token-file"] = true, ["max-jobs"] = true }),
+-- Sub-commands: words, one-line summaries and their own arguments.
+local SUBS = {
+  { "list", "All accounts: email, tier, maxJobs, added, last refresh, state.", function() end },
+  { "get", "One account, with its remaining credits and tokens.", path_email_arg },
+  { "add", "Add an account, or refresh it when it exists, from its Flow Music refresh token.",
+    function(cmd)
+      cmd:description([[
+Add an account, or refresh it when it exists, from its Flow Music refresh token.
+The token is read from --refresh-token-file FILE or from standard input ('-' or
+'--refresh-token-file -'), never from the command line, and it is never printed.]])
+      cmd:option("--refresh-token-file", "Read the refresh token from FILE ('-': standard input).")
+        :argname("FILE"):overwrite(false)
+      cmd:option("--max-jobs", "Set maxJobs, 1-16 (default: chosen by the service from the plan tier).")
+        :argname("N"):overwrite(false):convert(function(v) return common.max_jobs(v, "--max-jobs") end)
+      cmd:argument("-", "Read the refresh token from standard input."):args("?"):target("stdin")
+    end },
+  { "set-max-jobs", "Change maxJobs (N is an integer 1-16) of an existing account.", function(cmd)
+      email_arg(cmd)
+      cmd:argument("N", "The new maxJobs, an integer 1-16."):target("n")
+        :convert(function(v) return common.max_jobs(v, "N (maxJobs)") end)
+    end },
+  { "delete", "Remove an account.", path_email_arg },
 }
 
-return function(argv)
-  argv = argv or {}
-  local sub = argv[1]
-  if sub == nil or sub == "--help" or sub == "-h" or sub == "help" then
-    io.stdout:write(USAGE)
-    return sub == nil and common.USAGE or common.OK
-  end
-  if not SPECS[sub] then return common.usage_error("accounts", "unknown subcommand '" .. sub .. "'") end
-  local rest = {}
-  for i = 2, #argv do rest[#rest + 1] = argv[i] end
-  local opts, pos = args.parse(rest, SPECS[sub])
-  if not opts then return common.usage_error("accounts " .. sub, pos) end
-  if opts.help then io.stdout:write(USAGE) return common.OK end
-  local mode, merr = common.mode(opts)
-  if not mode then return common.usage_error("accounts " .. sub, merr) end
+local function run(args)
+  common.catch_signals()
+  local sub = args.subcommand
+  local name = "accounts " .. sub
+  local mode = common.mode(args)
 
   -- Check the arguments before anything else (and before reading secrets).
-  local call, label, result_word
+  local call, result_word
   if sub == "list" then
-    local ok, e = need(pos, 0, "")
-    if not ok then return common.usage_error("accounts list", e) end
-    call, label = { "list_accounts" }, "GET /accounts"
-  elseif sub == "get" or sub == "delete" then
-    local ok, e = need(pos, 1, "EMAIL")
-    if not ok then return common.usage_error("accounts " .. sub, e) end
-    if not common.is_email(pos[1]) then
-      return common.usage_error("accounts " .. sub, "'" .. pos[1] .. "' is not an email address")
-    end
-    if sub == "get" then
-      call, label = { "get_account", pos[1] }, "GET /accounts/" .. pos[1]
-    else
-      call, label, result_word = { "delete_account", pos[1] }, "DELETE /accounts/" .. pos[1], "deleted"
-    end
+    call = { "list_accounts" }
+  elseif sub == "get" then
+    call = { "get_account", args.email }
+  elseif sub == "delete" then
+    call, result_word = { "delete_account", args.email }, "deleted"
   elseif sub == "set-max-jobs" then
-    local ok, e = need(pos, 2, #pos == 0 and "EMAIL and N" or "N")
-    if not ok then return common.usage_error("accounts set-max-jobs", e) end
-    if not common.is_email(pos[1]) then
-      return common.usage_error("accounts set-max-jobs", "'" .. pos[1] .. "' is not an email address")
-    end
-    local n, nerr = args.integer(pos[2], 1, 16, "N (maxJobs)")
-    if not n then return common.usage_error("accounts set-max-jobs", nerr) end
-    call, label, result_word = { "set_max_jobs", pos[1], n }, "POST /accounts (maxJobs)", "updated"
+    call, result_word = { "set_max_jobs", args.email, args.n }, "updated"
   else -- add
-    local file = opts["refresh-token-file"]
-    if #pos > 1 or (#pos == 1 and pos[1] ~= "-") then
-      return common.usage_error("accounts add",
-        "refresh tokens are never taken from the command line: use --refresh-token-file FILE, or - to read standard input")
+    local file = args.refresh_token_file
+    if args.stdin ~= nil and args.stdin ~= "-" then
+      return common.usage_error(name,
+        "refresh tokens are never taken from the command line: use --refresh-token-file FILE, "
+          .. "or - to read standard input")
     end
-    if #pos == 1 then
-      if file then return common.usage_error("accounts add", "give either --refresh-token-file or -, not both") end
+    if args.stdin then
+      if file then return common.usage_error(name, "give either --refresh-token-file or -, not both") end
       file = "-"
     end
-    if not file then
-      return common.usage_error("accounts add", "missing the refresh token: use --refresh-token-file FILE or - (standard input)")
-    end
-    local max_jobs
-    if opts["max-jobs"] then
-      local n, nerr = args.integer(opts["max-jobs"], 1, 16, "--max-jobs")
-      if not n then return common.usage_error("accounts add", nerr) end
-      max_jobs = n
+    if not file or file == "" then
+      return common.usage_error(name, "missing the refresh token: use --refresh-token-file FILE or - (standard input)")
     end
     local token, terr = common.read_secret(file, "refresh token file")
-    if not token then return common.usage_error("accounts add", terr) end
-    if #token < 10 then
-      return common.usage_error("accounts add", "the refresh token must be at least 10 characters")
-    end
-    call, label = { "add_account", token, max_jobs }, "POST /accounts (refresh_token)"
+    if not token then return common.usage_error(name, terr) end
+    local tok, verr = validate.refresh_token(token)
+    if not tok then return common.usage_error(name, verr) end
+    call = { "add_account", token, args.max_jobs }
   end
 
-  local client, cerr = common.client(opts)
-  if not client then return common.usage_error("accounts " .. sub, cerr) end
-  local r = common.call(client, opts, label, call)
+  local client, cerr = common.client(args)
+  if not client then return common.usage_error(name, cerr) end
+  local r = common.call(client, args, call)
   client:close()
   if not r.ok then return failed(r) end
 
@@ -222,10 +205,11 @@ return function(argv)
     end
   elseif sub == "delete" then
     if mode == "table" then
-      io.stdout:write("deleted ", pos[1], r.note and (" (" .. tostring(r.note) .. ")") or "", "\n")
+      local note = r.note and (" (" .. common.clean(r.note) .. ")") or ""
+      io.stdout:write("deleted ", common.clean(args.email), note, "\n")
     else
       local w = output.writer(mode, { { key = "result" }, { key = "email" }, { key = "note" } })
-      w:add({ result = "deleted", email = pos[1], note = r.note })
+      w:add({ result = "deleted", email = args.email, note = r.note })
       w:finish()
     end
   else
@@ -234,3 +218,19 @@ return function(argv)
   end
   return common.OK
 end
+
+return {
+  name = "accounts",
+  summary = "List, show, add, change or delete accounts (list|get|add|set-max-jobs|delete).",
+  configure = function(cmd)
+    cmd:description(DESCRIPTION)
+    cmd:epilog(EPILOG)
+    cmd:command_target("subcommand")
+    for _, s in ipairs(SUBS) do
+      local sub = cmd:command(s[1]):summary(s[2]):description(s[2])
+      s[3](sub)
+      options(sub)
+    end
+  end,
+  run = run,
+}

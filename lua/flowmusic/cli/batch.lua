@@ -1,16 +1,15 @@
 --- `flowmusic batch FILE`: run one account operation per row of a CSV or JSON Lines file,
 -- concurrently, and report exactly one result per row.
--- A function taking the argument list and returning the exit code.
+-- A command module of flowmusic.cli.
 -- @module flowmusic.cli.batch
-local args = require "flowmusic.cli.args"
 local common = require "flowmusic.cli.common"
+local defaults = require "flowmusic.defaults"
+local validate = require "flowmusic.validate"
 local output = require "flowmusic.cli.output"
 local batchfile = require "flowmusic.cli.batchfile"
 local report = require "flowmusic.cli.usagereport"
 
-local USAGE = [[
-usage: flowmusic batch FILE [--concurrency N] [--dry-run] [--format csv|jsonl] [options]
-
+local DESCRIPTION = [[
 Runs one account operation per row of FILE ('-' = standard input), concurrently
 (client:batch), and prints exactly one result per row, in file order.
 
@@ -23,30 +22,25 @@ The format follows the extension (.csv, .jsonl/.ndjson/.json) or the first line.
 Blank lines and lines starting with # are ignored.
 
 ops and their columns:
-  add           refresh_token_file (required), max_jobs (optional 1-16), email (optional,
-                checked against the account the token belongs to)
+  add           refresh_token_file (required), max_jobs (optional 1-16),
+                email (optional, checked against the account the token belongs to)
   set-max-jobs  email, max_jobs (integer 1-16)
   get           email
   delete        email
   usage         email (the result shows charged credits and received tokens)
 refresh_token_file is relative to FILE's directory (to the current directory for '-');
-the token is read from it (trailing newline trimmed) and never printed.
+the token is read from it (trailing newline trimmed) and never printed.]]
 
-options:
-  --concurrency N   requests in flight at once, 1-50 (default 8); rows run in no
-                    particular order, use --concurrency 1 to run them one by one in order
-  --dry-run         check every row (and read the token files) and print the plan;
-                    nothing is sent and no API token is needed
-  --format F        csv or jsonl, instead of guessing
-  --progress, --no-progress
-                    force the progress bar on stderr on or off (default: on when
-                    stderr is a terminal)
-]] .. common.CONNECTION_HELP .. [[
+local EPILOG = [[
+output: one row per input row with line, op, email, status (ok, failed, invalid;
+planned in a dry run; interrupted or not_run after Ctrl-C), http_status, max_jobs,
+attempts, elapsed_ms, message. A malformed row is reported with its line number (also on
+stderr) and the other rows still run. With --json / --csv each row is written as soon as
+it and every row before it are done. A summary line follows (on stderr with --json /
+--csv, so stdout stays parseable).
 
-output: one row per input row with line, op, email, status (ok, failed, invalid; planned
-in a dry run), http_status, max_jobs, attempts, elapsed_ms, message. A malformed row is
-reported with its line number (also on stderr) and the other rows still run. A summary
-line follows (on stderr with --json / --csv, so stdout stays parseable).
+SIGINT or SIGTERM stops the run: nothing new starts, requests in flight get 2 s, then
+every row is reported; a second Ctrl-C aborts at once.
 
 examples:
   flowmusic batch examples/batch.csv
@@ -54,11 +48,8 @@ examples:
   flowmusic batch ops.csv --concurrency 16 --json > results.jsonl
 
 exit status: 0 every row succeeded, 1 some operation failed, 2 usage or input error
-(bad options, unreadable file or header, or at least one invalid row).
-]]
-
-local SPEC = common.spec(common.CONNECTION, { concurrency = true, ["dry-run"] = false,
-  format = true, progress = false, ["no-progress"] = false })
+(bad options, unreadable file or header, or at least one invalid row), 130/143
+interrupted by SIGINT/SIGTERM.]]
 
 local COLUMNS = {
   { key = "line", title = "LINE", right = true }, { key = "op", title = "OP" },
@@ -71,11 +62,20 @@ local COLUMNS = {
 local OPS = {
   add = { need = { refresh_token_file = true }, allow = { email = true, max_jobs = true } },
   ["set-max-jobs"] = { need = { email = true, max_jobs = true }, allow = {} },
-  get = { need = { email = true }, allow = {} },
-  delete = { need = { email = true }, allow = {} },
+  get = { need = { email = true }, allow = {}, path = true },
+  delete = { need = { email = true }, allow = {}, path = true },
   usage = { need = { email = true }, allow = {} },
 }
 local OP_NAMES = "add, set-max-jobs, get, delete, usage"
+
+-- At most this many invalid rows are also written to stderr (all are in the report).
+local MAX_STDERR = 20
+
+-- A refresh_token_file of a row, relative to the batch file's directory.
+local function token_path(file, base_dir)
+  if file:sub(1, 1) ~= "/" then return base_dir .. "/" .. file end
+  return file
+end
 
 local function dir_of(path)
   if path == "-" then return "." end
@@ -90,7 +90,10 @@ local function plan_row(row, base_dir)
   local op = row.op
   if not op then p.error = "missing op (one of " .. OP_NAMES .. ")" return p end
   local rule = OPS[op]
-  if not rule then p.error = "unknown op '" .. op .. "' (one of " .. OP_NAMES .. ")" return p end
+  if not rule then
+    p.error = "unknown op " .. batchfile.show(op, common.secrets()) .. " (one of " .. OP_NAMES .. ")"
+    return p
+  end
   for _, k in ipairs(batchfile.KEYS) do
     if k ~= "op" then
       if rule.need[k] and row[k] == nil then p.error = ("%s needs %s"):format(op, k) return p end
@@ -100,28 +103,25 @@ local function plan_row(row, base_dir)
       end
     end
   end
-  if row.email ~= nil and not common.is_email(row.email) then
-    p.error = ("'%s' is not an email address"):format(tostring(row.email))
-    return p
+  if row.email ~= nil then
+    local ok, err = common.email(row.email, rule.path)
+    if not ok then p.error = err return p end
   end
   if row.max_jobs ~= nil then
-    local n, err = args.integer(row.max_jobs, 1, 16, "max_jobs")
+    local n, err = common.max_jobs(row.max_jobs)
     if not n then p.error = err return p end
     p.max_jobs = n
   end
   if op == "add" then
-    local file = row.refresh_token_file
-    if file:sub(1, 1) ~= "/" then file = base_dir .. "/" .. file end
-    if file == "-" or row.refresh_token_file == "-" then
+    local file = token_path(row.refresh_token_file, base_dir)
+    if row.refresh_token_file == "-" then
       p.error = "refresh_token_file must name a file"
       return p
     end
     local token, err = common.read_secret(file, "refresh token file")
     if not token then p.error = err return p end
-    if #token < 10 then
-      p.error = ("refresh token file '%s' holds fewer than 10 characters"):format(file)
-      return p
-    end
+    local ok, verr = validate.refresh_token(token)
+    if not ok then p.error = ("refresh token file '%s': %s"):format(file, verr) return p end
     p.call = { "add_account", token, p.max_jobs }
   elseif op == "set-max-jobs" then
     p.call = { "set_max_jobs", row.email, p.max_jobs }
@@ -135,7 +135,7 @@ local function plan_row(row, base_dir)
   return p
 end
 
--- Fill a result row from a successful batch result.
+-- Fill a result row from a successful batch result (status "ok" unless it says otherwise).
 local function describe_ok(p, r, out)
   local v = r.value
   if p.op == "add" then
@@ -144,8 +144,12 @@ local function describe_ok(p, r, out)
       out.max_jobs = v.maxJobs
       local msg = r.created and "added" or "refreshed"
       if type(v.tier) == "string" then msg = msg .. " (" .. v.tier .. ")" end
-      if p.email and out.email ~= p.email then
-        msg = msg .. "; note: the token belongs to " .. tostring(out.email) .. ", not " .. p.email
+      if p.email and tostring(out.email):lower() ~= p.email:lower() then
+        -- The row named another account: the add went to the token's own account.
+        out.status = "failed"
+        out.message = ("the refresh token belongs to %s, not %s: it %s %s"):format(tostring(out.email),
+          p.email, msg, tostring(out.email))
+        return
       end
       if type(v.error) == "string" then msg = msg .. "; account needs re-authentication: " .. v.error end
       out.message = msg
@@ -184,41 +188,16 @@ local function clock()
   return os.time()
 end
 
-return function(argv)
-  local opts, pos = args.parse(argv or {}, SPEC)
-  if not opts then return common.usage_error("batch", pos) end
-  if opts.help then io.stdout:write(USAGE) return common.OK end
-  local mode, merr = common.mode(opts)
-  if not mode then return common.usage_error("batch", merr) end
-  if #pos == 0 then return common.usage_error("batch", "missing FILE") end
-  if #pos > 1 then return common.usage_error("batch", "unexpected argument '" .. pos[2] .. "'") end
-  if opts.progress and opts["no-progress"] then
-    return common.usage_error("batch", "--progress and --no-progress are exclusive")
-  end
-  local concurrency = 8
-  if opts.concurrency then
-    local n, err = args.integer(opts.concurrency, 1, 50, "--concurrency")
-    if not n then return common.usage_error("batch", err) end
-    concurrency = n
-  end
-  if opts.format and opts.format ~= "csv" and opts.format ~= "jsonl" then
-    return common.usage_error("batch", "--format must be csv or jsonl, got '" .. opts.format .. "'")
-  end
-  -- Connection options are checked before anything runs (a dry run needs no token).
-  if opts.timeout then
-    local ok, err = args.seconds(opts.timeout, "--timeout")
-    if not ok then return common.usage_error("batch", err) end
-  end
-  if opts.retries then
-    local ok, err = args.integer(opts.retries, 0, 20, "--retries")
-    if not ok then return common.usage_error("batch", err) end
-  end
-
-  local path = pos[1]
-  local text, rerr = common.read_file(path, "batch file")
+local function run(opts)
+  common.catch_signals()
+  local mode = common.mode(opts)
+  local path = opts.file
+  local text, rerr = common.read_file(path, "batch file", batchfile.MAX_BYTES)
   if not text then return common.usage_error("batch", rerr) end
+  if opts.token_file then common.api_token(opts) end -- known before anything is quoted
   local format = opts.format or batchfile.detect(path, text)
-  local rows, perr = batchfile.parse(text, format)
+  local rows, perr = batchfile.parse(text, format, common.secrets())
+  text = nil -- luacheck: ignore (let the collector have it)
   if not rows then
     return common.usage_error("batch", (path == "-" and "standard input" or path) .. ": " .. perr)
   end
@@ -228,85 +207,164 @@ return function(argv)
   local base_dir = dir_of(path)
   local plan, calls, index_of = {}, {}, {}
   local invalid = 0
+  -- Token files are looked at (regular file?) in one go before they are read.
+  local token_files = {}
+  for _, row in ipairs(rows) do
+    if row.op == "add" and type(row.refresh_token_file) == "string" then
+      token_files[#token_files + 1] = token_path(row.refresh_token_file, base_dir)
+    end
+  end
+  common.prefetch_kinds(token_files)
   for i, row in ipairs(rows) do
     local p = plan_row(row, base_dir)
+    p.file = row.refresh_token_file
     plan[i] = p
     if p.error then
       invalid = invalid + 1
       p.error = ("line %d: %s"):format(p.line, p.error)
-      io.stderr:write("flowmusic batch: ", name, ": ", p.error, "\n")
+      if invalid <= MAX_STDERR then
+        io.stderr:write("flowmusic batch: ", common.clean(name), ": ", common.clean(p.error), "\n")
+      end
     else
       calls[#calls + 1] = p.call
       index_of[#calls] = i
     end
   end
+  rows = nil -- luacheck: ignore
+  if invalid > MAX_STDERR then
+    io.stderr:write(("flowmusic batch: ... and %d more invalid rows (every one is in the report)\n")
+      :format(invalid - MAX_STDERR))
+  end
 
-  local results = {}
   local client
-  if not opts["dry-run"] and #calls > 0 then
+  if not opts.dry_run and #calls > 0 then
     local cerr
     client, cerr = common.client(opts)
     if not client then return common.usage_error("batch", cerr) end
-    local show = opts.progress or (not opts["no-progress"] and output.isatty(io.stderr))
-    local bar = output.progress(show, io.stderr)
-    local ok, res = pcall(client.batch, client, calls, {
-      concurrency = concurrency,
-      on_progress = function(done, total) bar:update(done, total) end,
-    })
-    bar:finish()
-    client:close()
-    if not ok then
-      common.say("batch", "internal error: " .. tostring(res))
-      return common.USAGE
-    end
-    for j, r in ipairs(res) do results[index_of[j]] = r end
   end
-  for _, p in ipairs(plan) do p.call = nil end -- drop the tokens as soon as possible
 
+  -- Rows are written in file order, each as soon as it and every row before it are known
+  -- (--json/--csv flush each one: a run that is killed leaves every completed row behind).
   local w = output.writer(mode, COLUMNS)
-  local counts = { ok = 0, failed = 0, invalid = invalid, planned = 0 }
-  for i, p in ipairs(plan) do
-    local out = { line = p.line, op = p.op, email = p.email, max_jobs = p.max_jobs }
+  local counts = { ok = 0, failed = 0, invalid = invalid, planned = 0, interrupted = 0, not_run = 0 }
+  local results = {}  -- plan index -> batch result, until its row is written
+  local next_row = 1
+  local function row_of(i)
+    local p = plan[i]
+    local out = { line = p.line, op = common.redact(p.op), email = common.redact(p.email), max_jobs = p.max_jobs }
     if p.error then
       out.status, out.message = "invalid", p.error
-    elseif opts["dry-run"] then
+    elseif opts.dry_run then
       out.status = "planned"
       counts.planned = counts.planned + 1
-      out.message = p.op == "add" and "would add/refresh from " .. tostring(rows[i].refresh_token_file)
-        or ("would " .. p.op)
+      out.message = p.op == "add" and "would add/refresh from " .. tostring(p.file) or ("would " .. p.op)
     else
       local r = results[i]
       out.http_status, out.attempts = r.status, r.attempts
       out.elapsed_ms = r.elapsed and math.floor(r.elapsed * 1000 + 0.5) or nil
       if r.ok then
         out.status = "ok"
-        counts.ok = counts.ok + 1
         describe_ok(p, r, out)
+      elseif type(r.err) == "table" and r.err.kind == "cancelled" then
+        -- Stopped by a signal: never started, or dropped in flight (outcome unknown for writes).
+        out.status = r.err.reason == "not_run" and "not_run" or "interrupted"
+        out.message = common.error_message(r)
       else
         out.status = "failed"
-        counts.failed = counts.failed + 1
         out.message = common.error_message(r)
       end
+      counts[out.status] = counts[out.status] + 1
+    end
+    return out
+  end
+  local function write_ready()
+    while next_row <= #plan do
+      local p = plan[next_row]
+      if not p.error and not opts.dry_run and results[next_row] == nil then return end
+      w:add(row_of(next_row))
+      -- Keep nothing of a written row: not its decoded answer, not its token.
+      if results[next_row] then results[next_row].value = nil end
+      results[next_row], plan[next_row] = nil, { line = p.line }
+      next_row = next_row + 1
+    end
+  end
+
+  write_ready()
+  if client then
+    local show = opts.progress or (not opts.no_progress and output.isatty(io.stderr))
+    local bar = output.progress(show, io.stderr)
+    local function take(j, r)
+      local i = index_of[j]
+      if results[i] ~= nil or i < next_row then return end
+      results[i] = r
+      plan[i].call = nil
       if opts.verbose then
-        io.stderr:write(common.verbose_line(("line %d %s %s"):format(p.line, p.op, tostring(out.email or "")), r), "\n")
+        local p = plan[i]
+        io.stderr:write(common.clean(common.verbose_line(("line %d %s %s"):format(p.line, p.op,
+          tostring(r.ok and type(r.value) == "table" and p.op == "add" and r.value.email or p.email or "")), r)), "\n")
       end
     end
-    w:add(out)
+    local res = client:batch(calls, {
+      concurrency = opts.concurrency,
+      cancel = common.cancel,
+      on_progress = function(done, total, j, r)
+        bar:update(done, total)
+        take(j, r)
+        write_ready()
+      end,
+    })
+    bar:finish()
+    client:close()
+    for j, r in ipairs(res) do take(j, r) end
   end
+  write_ready()
   w:finish()
 
   local elapsed = clock() - started
   local summary
-  if opts["dry-run"] then
-    summary = ("dry run: %d row%s, %d planned, %d invalid; nothing sent"):format(#plan,
-      #plan == 1 and "" or "s", counts.planned, counts.invalid)
+  local n = #plan
+  if opts.dry_run then
+    summary = ("dry run: %d row%s, %d planned, %d invalid; nothing sent"):format(n,
+      n == 1 and "" or "s", counts.planned, counts.invalid)
   else
-    summary = ("%d row%s: %d ok, %d failed, %d skipped (invalid) in %.2f s"):format(#plan,
-      #plan == 1 and "" or "s", counts.ok, counts.failed, counts.invalid, elapsed)
+    summary = ("%d row%s: %d ok, %d failed, %d skipped (invalid) in %.2f s"):format(n,
+      n == 1 and "" or "s", counts.ok, counts.failed, counts.invalid, elapsed)
+  end
+  local stopped, signame = common.interrupted()
+  if stopped then
+    summary = summary:gsub(" skipped %(invalid%)", (" skipped (invalid), %d interrupted, %d not run")
+      :format(counts.interrupted, counts.not_run), 1) .. "; interrupted by " .. signame
+    common.reported_interruption = true
   end
   local sink = mode == "table" and io.stdout or io.stderr
   sink:write(summary, "\n")
+  if stopped then return stopped end
   if counts.invalid > 0 then return common.USAGE end
   if counts.failed > 0 then return common.FAILED end
   return common.OK
 end
+
+return {
+  name = "batch",
+  summary = "Run many account operations from a CSV or JSON Lines file, concurrently.",
+  configure = function(cmd)
+    cmd:description(DESCRIPTION)
+    cmd:epilog(EPILOG)
+    cmd:argument("FILE", "The batch file ('-': standard input)."):target("file")
+    cmd:option("--concurrency", "Requests in flight at once, 1-" .. defaults.max_concurrency
+      .. "; rows run in no particular "
+      .. "order, use --concurrency 1 to run them one by one in order.")
+      :argname("N"):default(tostring(defaults.cli_concurrency)):overwrite(false)
+      :convert(common.converter(common.integer, 1, defaults.max_concurrency, "--concurrency"))
+    cmd:flag("--dry-run", "Check every row (and read the token files) and print the plan; "
+      .. "nothing is sent and no API token is needed.")
+    cmd:option("--format", "csv or jsonl, instead of guessing."):choices({ "csv", "jsonl" })
+      :argname("F"):overwrite(false)
+    cmd:mutex(
+      cmd:flag("--progress", "Force the progress bar on stderr on (default: on when stderr is a terminal)."),
+      cmd:flag("--no-progress", "Force the progress bar off."))
+    common.connection_options(cmd)
+    common.output_options(cmd)
+  end,
+  run = run,
+}

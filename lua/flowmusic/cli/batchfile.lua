@@ -1,67 +1,124 @@
 --- Batch files of the flowmusic command line: CSV (header row
 -- `op,email,max_jobs,refresh_token_file`, columns in any order, optional ones may be left
--- out) or JSON Lines (one object per line with the same keys). One operation per line;
--- blank lines and lines starting with `#` are ignored. A quoted CSV field may hold commas
--- and doubled quotes but must end on its line.
+-- out) or JSON Lines (one object per line with the same keys). One operation per record;
+-- blank lines and lines starting with `#` are ignored. CSV follows RFC 4180: a quoted field
+-- may hold commas, doubled quotes and line breaks (a record then spans several lines and
+-- carries the number of the line it starts on).
+--
+-- Limits: a file holds at most `MAX_BYTES` bytes and `MAX_ROWS` records; a line (and a CSV
+-- record) at most `MAX_LINE` bytes. Nothing from the file is quoted in a message unless it is
+-- a short, plain word (see `show`), so a secret handed over by mistake is never echoed.
 -- @module flowmusic.cli.batchfile
 local M = {}
 
 --- The keys a row may carry.
 M.KEYS = { "op", "email", "max_jobs", "refresh_token_file" }
-local KNOWN = {}
-for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
 
---- Split one CSV line into fields, or nil, message.
-function M.csv_line(s)
-  local fields, i, n = {}, 1, #s
+--- The columns of a kind of file, for M.parse: `keys` (array of allowed keys, `max_jobs` may
+-- be a JSON number), `required` (the CSV header must have it) and `what` (for messages).
+-- Batch files are `M.schema(M.KEYS, "op", "batch")`; fleet files use their own.
+function M.schema(keys, required, what)
+  local known = {}
+  for _, k in ipairs(keys) do known[k] = true end
+  return { keys = keys, known = known, required = required, what = what }
+end
+local BATCH = M.schema(M.KEYS, "op", "batch")
+
+M.MAX_BYTES = 16 * 1024 * 1024
+M.MAX_LINE = 64 * 1024
+M.MAX_ROWS = 100000
+
+--- Quote a word from the file for a message: only short (<= 40 bytes) plain words
+-- (letters, digits, `_ - . ` and spaces) that contain no secret the caller holds; anything
+-- else is described by its size.
+-- @param s the text
+-- @param secrets optional array of strings never to echo
+function M.show(s, secrets)
+  s = tostring(s)
+  local plain = #s <= 40 and s:find("^[%w_%-%. ]*$") ~= nil
+  for _, secret in ipairs(secrets or {}) do
+    if #secret >= 8 and (s:find(secret, 1, true) or (#s >= 8 and secret:find(s, 1, true))) then plain = false end
+  end
+  if plain then return "'" .. s .. "'" end
+  return ("(a %d-byte value, not shown)"):format(#s)
+end
+
+-- Iterate over physical lines: returns text (CR of CRLF dropped), the position after its
+-- newline, or nil at the end.
+local function next_line(text, pos)
+  if pos > #text then return nil end
+  local nl = text:find("\n", pos, true)
+  local line = text:sub(pos, (nl or #text + 1) - 1)
+  if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+  return line, (nl or #text) + 1
+end
+
+local function skip(line) return line:find("^%s*$") or line:find("^%s*#") end
+
+local function too_long()
+  return ("the line is longer than %d bytes"):format(M.MAX_LINE)
+end
+
+-- One CSV record starting with `line` (number n) at the position `pos` after it. A quoted
+-- field that doesn't end on its line goes on over the next lines. Returns fields (or nil and
+-- a message), then the position after the record and the number of its last line (nil, n
+-- when the walk should go on after the first line: an unterminated quote).
+local function csv_record(text, line, pos, n)
+  local fields, s, at, last = {}, line, 1, n
+  local size = #line
   while true do
-    local start = s:match("^[ \t]*()", i)
-    local c = s:sub(start, start)
-    if c == '"' then
-      i = start
-      local buf, j = {}, i + 1
+    local start = s:match("^[ \t]*()", at)
+    if s:sub(start, start) == '"' then
+      local buf, j = {}, start + 1
       while true do
         local q = s:find('"', j, true)
-        if not q then return nil, "unterminated quoted field" end
-        buf[#buf + 1] = s:sub(j, q - 1)
-        if s:sub(q + 1, q + 1) == '"' then
-          buf[#buf + 1] = '"'
-          j = q + 2
+        if q then
+          buf[#buf + 1] = s:sub(j, q - 1)
+          if s:sub(q + 1, q + 1) == '"' then
+            buf[#buf + 1] = '"'
+            j = q + 2
+          else
+            j = q + 1
+            break
+          end
         else
-          j = q + 1
-          break
+          buf[#buf + 1] = s:sub(j)
+          local more, after = next_line(text, pos)
+          size = size + #(more or "") + 1
+          if not more then return nil, "unterminated quoted field", nil, n end
+          if size > M.MAX_LINE then
+            return nil, ("unterminated quoted field, or a record longer than %d bytes"):format(M.MAX_LINE), nil, n
+          end
+          buf[#buf + 1] = "\n"
+          s, j, pos, last = more, 1, after, last + 1
         end
       end
-      -- Only spaces may follow the closing quote before the comma.
       local after = s:match("^[ \t]*()", j)
       local nxt = s:sub(after, after)
-      if nxt ~= "," and nxt ~= "" then return nil, "unexpected character after a quoted field" end
+      if nxt ~= "," and nxt ~= "" then
+        return nil, "unexpected character after a quoted field", pos, last
+      end
       fields[#fields + 1] = table.concat(buf)
-      if nxt == "" then return fields end
-      i = after + 1
+      if nxt == "" then return fields, nil, pos, last end
+      at = after + 1
     else
-      local comma = s:find(",", i, true)
-      local raw = s:sub(i, (comma or n + 1) - 1)
-      if raw:find('"', 1, true) then return nil, "a quote inside an unquoted field" end
+      local comma = s:find(",", at, true)
+      local raw = s:sub(at, (comma or #s + 1) - 1)
+      if raw:find('"', 1, true) then return nil, "a quote inside an unquoted field", pos, last end
       fields[#fields + 1] = raw:match("^%s*(.-)%s*$")
-      if not comma then return fields end
-      i = comma + 1
+      if not comma then return fields, nil, pos, last end
+      at = comma + 1
     end
   end
 end
 
--- Physical lines with their numbers (CRLF or LF; a UTF-8 BOM on the first line is dropped).
-local function lines_of(text)
-  local out, n = {}, 0
-  text = text:gsub("^\239\187\191", "")
-  for line in (text .. (text:sub(-1) == "\n" and "" or "\n")):gmatch("([^\n]*)\n") do
-    n = n + 1
-    out[#out + 1] = { n = n, text = (line:gsub("\r$", "")) }
-  end
-  return out
+--- Split one CSV line into fields, or nil, message (a quoted field must end on the line).
+function M.csv_line(s)
+  local fields, err = csv_record("", s, 1, 1)
+  return fields, err
 end
 
-local function skip(text) return text:match("^%s*$") or text:match("^%s*#") end
+local function strip_bom(text) return (text:gsub("^\239\187\191", "")) end
 
 --- Guess the format: "jsonl" for .jsonl/.ndjson/.json names or a first line starting with
 -- `{`, else "csv".
@@ -69,93 +126,131 @@ function M.detect(name, text)
   local ext = (name or ""):lower():match("%.(%w+)$")
   if ext == "jsonl" or ext == "ndjson" or ext == "json" then return "jsonl" end
   if ext == "csv" then return "csv" end
-  for _, l in ipairs(lines_of(text)) do
-    if not skip(l.text) then return l.text:match("^%s*{") and "jsonl" or "csv" end
+  text = strip_bom(text)
+  local line, pos = next_line(text, 1)
+  while line do
+    if not skip(line) then return line:match("^%s*{") and "jsonl" or "csv" end
+    line, pos = next_line(text, pos)
   end
   return "csv"
 end
 
+local EMPTY = "the file is empty (a %s needs at least one row%s)"
+
 -- CSV: rows after the header.
-local function parse_csv(text)
-  local rows, header, header_line = {}, nil, nil
-  for _, l in ipairs(lines_of(text)) do
-    if not skip(l.text) then
-      local fields, err = M.csv_line(l.text)
+local function parse_csv(text, secrets, sc)
+  local rows, header = {}, nil
+  local pos, n = 1, 0
+  while true do
+    local l, after = next_line(text, pos)
+    if not l then break end
+    n = n + 1
+    if #l > M.MAX_LINE then
+      if not header then return nil, ("line %d: %s"):format(n, too_long()) end
+      rows[#rows + 1] = { line = n, error = too_long() }
+      pos = after
+    elseif skip(l) then
+      pos = after
+    else
+      local fields, err, next_pos, last = csv_record(text, l, after, n)
       if not header then
-        if not fields then return nil, ("line %d: bad header row: %s"):format(l.n, err) end
+        if not fields then return nil, ("line %d: bad header row: %s"):format(n, err) end
         local seen = {}
         for i, f in ipairs(fields) do
           f = f:lower()
-          if not KNOWN[f] then
-            return nil, ("line %d: unknown column '%s' in the header (expected op,email,max_jobs,refresh_token_file)")
-              :format(l.n, f)
+          if not sc.known[f] then
+            return nil, ("line %d: unknown column %s in the header (expected %s)")
+              :format(n, M.show(f, secrets), table.concat(sc.keys, ","))
           end
-          if seen[f] then return nil, ("line %d: column '%s' appears twice in the header"):format(l.n, f) end
+          if seen[f] then
+            return nil, ("line %d: column %s appears twice in the header"):format(n, M.show(f, secrets))
+          end
           seen[f] = true
           fields[i] = f
         end
-        if not seen.op then return nil, ("line %d: the header row has no 'op' column"):format(l.n) end
-        header, header_line = fields, l.n
+        if not seen[sc.required] then
+          return nil, ("line %d: the header row has no '%s' column"):format(n, sc.required)
+        end
+        header = fields
+        pos, n = next_pos, last
       elseif not fields then
-        rows[#rows + 1] = { line = l.n, error = err }
-      elseif #fields ~= #header then
-        rows[#rows + 1] = { line = l.n, error = ("expected %d fields, got %d"):format(#header, #fields) }
+        rows[#rows + 1] = { line = n, error = err }
+        if next_pos then pos, n = next_pos, last else pos = after end
       else
-        local row = { line = l.n }
-        for i, k in ipairs(header) do
-          if fields[i] ~= "" then row[k] = fields[i] end
+        local row = { line = n }
+        if #fields ~= #header then
+          row.error = ("expected %d fields, got %d"):format(#header, #fields)
+        else
+          for i, k in ipairs(header) do
+            if fields[i] ~= "" then row[k] = fields[i] end
+          end
         end
         rows[#rows + 1] = row
+        pos, n = next_pos, last
       end
+      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one %s)"):format(M.MAX_ROWS, sc.what) end
     end
   end
-  if not header then return nil, "the file is empty (a CSV batch needs the header row op,email,max_jobs,refresh_token_file)" end
-  return rows, header_line
+  if not header then
+    return nil, EMPTY:format(sc.what, ": CSV starts with the header row " .. table.concat(sc.keys, ","))
+  end
+  if #rows == 0 then return nil, EMPTY:format(sc.what, " after the header") end
+  return rows
 end
 
 -- JSON Lines: one object per line.
-local function parse_jsonl(text)
+local function parse_jsonl(text, secrets, sc)
   local core = require "flowmusic.core"
   local rows = {}
-  for _, l in ipairs(lines_of(text)) do
-    if not skip(l.text) then
-      local doc, err = core.json_decode(l.text, core.null)
+  local pos, n = 1, 0
+  while true do
+    local l, after = next_line(text, pos)
+    if not l then break end
+    n, pos = n + 1, after
+    if #l > M.MAX_LINE then
+      rows[#rows + 1] = { line = n, error = too_long() }
+    elseif not skip(l) then
+      local doc, err = core.json_decode(l, core.null)
       if err or doc == nil then
-        rows[#rows + 1] = { line = l.n, error = "invalid JSON: " .. tostring(err or "empty") }
-      elseif type(doc) ~= "table" or doc[1] ~= nil or not l.text:match("^%s*{") then
-        rows[#rows + 1] = { line = l.n, error = "expected a JSON object" }
+        rows[#rows + 1] = { line = n, error = "invalid JSON: " .. tostring(err or "empty") }
+      elseif type(doc) ~= "table" or doc[1] ~= nil or not l:match("^%s*{") then
+        rows[#rows + 1] = { line = n, error = "expected a JSON object" }
       else
-        local row, bad = { line = l.n }, nil
+        local row, bad = { line = n }, nil
         local keys = {}
         for k in pairs(doc) do keys[#keys + 1] = tostring(k) end
         table.sort(keys)
         for _, k in ipairs(keys) do
           local v = doc[k]
-          if not KNOWN[k] then
-            bad = bad or ("unknown key '%s' (expected op, email, max_jobs, refresh_token_file)"):format(k)
-          elseif v == core.null or v == "" then -- absent
-          elseif type(v) == "string" or (k == "max_jobs" and type(v) == "number") then
+          if not sc.known[k] then
+            bad = bad or ("unknown key %s (expected %s)"):format(M.show(k, secrets), table.concat(sc.keys, ", "))
+          elseif (type(v) == "string" and v ~= "") or (k == "max_jobs" and type(v) == "number") then
             row[k] = v
-          else
+          elseif v ~= core.null and v ~= "" then -- null and "" stand for absent
             bad = bad or ("'%s' must be a %s"):format(k, k == "max_jobs" and "number" or "string")
           end
         end
-        if bad then rows[#rows + 1] = { line = l.n, error = bad } else rows[#rows + 1] = row end
+        if bad then rows[#rows + 1] = { line = n, error = bad } else rows[#rows + 1] = row end
       end
+      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one %s)"):format(M.MAX_ROWS, sc.what) end
     end
   end
+  if #rows == 0 then return nil, EMPTY:format(sc.what, ": one JSON object per line") end
   return rows
 end
 
 --- Parse a batch file's text.
--- @param text the content
+-- @param text the content (at most MAX_BYTES)
 -- @param format "csv" or "jsonl"
+-- @param secrets optional array of strings never to quote in a message
+-- @param schema optional, from M.schema (default: batch files)
 -- @return array of rows `{ line = n, op =, email =, max_jobs =, refresh_token_file = }`
---   (a malformed line gives `{ line = n, error = message }`); or nil, message when the file
---   as a whole can't be used (empty, bad CSV header)
-function M.parse(text, format)
-  if format == "jsonl" then return parse_jsonl(text) end
-  return parse_csv(text)
+--   (a malformed record gives `{ line = n, error = message }`); or nil, message when the file
+--   as a whole can't be used (empty, bad CSV header, too many rows)
+function M.parse(text, format, secrets, schema)
+  text = strip_bom(text)
+  if format == "jsonl" then return parse_jsonl(text, secrets, schema or BATCH) end
+  return parse_csv(text, secrets, schema or BATCH)
 end
 
 return M

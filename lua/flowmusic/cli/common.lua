@@ -1,120 +1,299 @@
---- Shared parts of the flowmusic commands: connection options, the client, secret files,
--- output-mode selection, running one call, and error reporting.
+--- Shared parts of the flowmusic commands: connection and output options, the client, secret
+-- files, output-mode selection, running one call, and error reporting.
 -- Exit codes everywhere: 0 success, 1 an operation failed, 2 usage or input error.
 -- @module flowmusic.cli.common
-local args = require "flowmusic.cli.args"
 local output = require "flowmusic.cli.output"
+local validate = require "flowmusic.validate"
+local defaults = require "flowmusic.defaults"
 
 local M = {}
 
 M.OK, M.FAILED, M.USAGE = 0, 1, 2
+--- Exit codes of a run stopped by SIGINT / SIGTERM (128 + the signal number).
+M.SIGINT, M.SIGTERM = 130, 143
 
---- Options every API command accepts (name -> takes a value).
-M.CONNECTION = { ["token-file"] = true, ["base-url"] = true, timeout = true, retries = true,
-  json = false, csv = false, verbose = false }
+--- Escape control characters (and bytes that aren't UTF-8) for a terminal: ESC -> `\27`.
+M.clean = output.escape
 
---- Help text for the options in M.CONNECTION.
-M.CONNECTION_HELP = [[
-connection and output options:
-  --token-file FILE  read the useapi.net API token from FILE (default: $USEAPI_TOKEN)
-  --base-url URL     API base URL (default: $FLOWMUSIC_BASE_URL, else
-                     https://api.useapi.net/v1/flowmusic)
-  --timeout SECS     seconds per attempt (default 30)
-  --retries N        re-sends after a failed attempt, 0-20 (default 3)
-  --json             JSON Lines on stdout, one object per result
-  --csv              CSV with a header row on stdout
-  --verbose          per-request timing and attempts on stderr (never any secret)
-  -h, --help         this help
-]]
-
---- Merge option specs into a new table.
-function M.spec(...)
-  local t = {}
-  for i = 1, select("#", ...) do
-    for k, v in pairs((select(i, ...))) do t[k] = v end
-  end
-  return t
-end
-
---- Write "flowmusic <cmd>: msg" to stderr.
+--- Write "flowmusic <cmd>: msg" to stderr (control characters escaped).
 function M.say(cmd, msg)
-  io.stderr:write("flowmusic ", cmd, ": ", msg, "\n")
+  io.stderr:write("flowmusic ", cmd, ": ", M.clean(tostring(msg)), "\n")
 end
 
 --- Report a usage error (with a hint to --help) and return exit code 2.
 function M.usage_error(cmd, msg)
-  io.stderr:write("flowmusic ", cmd, ": ", msg, "\n", "try 'flowmusic ", cmd, " --help'\n")
+  io.stderr:write("flowmusic ", cmd, ": ", M.clean(tostring(msg)), "\n", "try 'flowmusic ", cmd, " --help'\n")
   return M.USAGE
-end
-
---- The output mode from --json / --csv: "json", "csv" or "table"; or nil, message.
-function M.mode(opts)
-  if opts.json and opts.csv then return nil, "--json and --csv are exclusive" end
-  return opts.json and "json" or opts.csv and "csv" or "table"
 end
 
 -- Strip "file:line: " that error() puts in front of a message.
 local function strip_where(msg)
-  msg = tostring(msg)
-  return (msg:gsub("^[^\n]-:%d+: ", ""))
+  return (tostring(msg):gsub("^[^\n]-:%d+: ", ""))
 end
 
---- Read a whole file ("-" = standard input), or nil, message. The content is never echoed.
-function M.read_file(path, what)
+-- A value from the command line or a file, quoted for a message when it is short and
+-- printable, else described.
+local function quoted(s)
+  s = tostring(s)
+  if #s <= 40 and not s:find("[%c\128-\255]") then return "'" .. s .. "'" end
+  return ("(a %d-byte value, not shown)"):format(#s)
+end
+
+--- A retry count from a string, judged by the library's rule (0 to defaults.max_retries).
+function M.retries(s, what)
+  local n = type(s) == "string" and s:match("^%s*[+]?%d+%s*$") and tonumber(s)
+  local ok, msg = validate.retries(n or -1, what, defaults.max_retries)
+  if not ok then return nil, ("%s, got %s"):format(msg, quoted(s)) end
+  return ok
+end
+
+--- An integer in [lo, hi] from a string, or nil, message (naming `what`).
+function M.integer(s, lo, hi, what)
+  local n = type(s) == "number" and s or (type(s) == "string" and s:match("^%s*[+]?%d+%s*$") and tonumber(s))
+  if not n or n ~= math.floor(n) or n < lo or n > hi then
+    return nil, ("%s must be an integer %d-%d, got %s"):format(what, lo, hi, quoted(s))
+  end
+  return n
+end
+
+--- A positive, finite number of seconds from a decimal string (`30`, `.5`, `1e1`), or nil,
+-- message.
+function M.seconds(s, what)
+  local mant = type(s) == "string" and s:match("^%s*%+?(%d*%.?%d*)[eE][+-]?%d+%s*$")
+  if not mant then mant = type(s) == "string" and s:match("^%s*%+?(%d*%.?%d*)%s*$") end
+  local n = mant and mant:find("%d") and tonumber(s)
+  local ok, msg = validate.seconds(n or 0 / 0, what)
+  if not ok then return nil, ("%s, got %s"):format(msg, quoted(s)) end
+  return ok
+end
+
+--- maxJobs from a string or a number, judged by the library's rule (flowmusic.validate).
+function M.max_jobs(v, what)
+  local n = v
+  if type(v) == "string" then
+    n = v:match("^%s*[+-]?%d*%.?%d*%s*$") and tonumber(v) or 0 / 0
+  end
+  local ok, msg = validate.max_jobs(n)
+  if ok == nil then
+    msg = msg:gsub("^max_jobs", what or "max_jobs")
+    if type(v) == "string" then msg = msg .. ", got " .. quoted(v) end
+    return nil, msg
+  end
+  return ok
+end
+
+--- An account email, judged by the library's rule (flowmusic.validate); path_use when it
+-- becomes a path segment (/accounts/{email}).
+function M.email(v, path_use)
+  return validate.email(v, path_use)
+end
+
+-- An argparse convert function from a checker returning value or nil, message.
+local function converter(check, ...)
+  local extra = { ... }
+  return function(s)
+    local v, msg = check(s, (table.unpack or unpack)(extra))
+    if v == nil then return nil, msg end
+    return v
+  end
+end
+M.converter = converter
+
+--- Declare the connection options on an argparse command:
+-- --token-file FILE, --base-url URL, --timeout SECS, --retries N, --verbose.
+function M.connection_options(cmd)
+  cmd:group("Connection options",
+    cmd:option("--token-file", "Read the useapi.net API token from FILE (default: $USEAPI_TOKEN).")
+      :argname("FILE"):overwrite(false),
+    cmd:option("--base-url", "API base URL (default: $FLOWMUSIC_BASE_URL, else " .. defaults.base_url .. ").")
+      :argname("URL"):overwrite(false),
+    cmd:option("--timeout", ("Seconds per attempt (default %s)."):format(defaults.timeout))
+      :argname("SECS"):overwrite(false):convert(converter(M.seconds, "--timeout")),
+    cmd:option("--retries", ("Re-sends after a failed attempt, 0-%d (default %d).")
+      :format(defaults.max_retries, defaults.retries))
+      :argname("N"):overwrite(false):convert(converter(M.retries, "--retries")),
+    cmd:flag("--verbose", "Per-request timing and attempts on stderr (never any secret).")
+  )
+end
+
+--- Declare the output options on an argparse command: --json and --csv (exclusive).
+function M.output_options(cmd)
+  local json = cmd:flag("--json", "JSON Lines on stdout, one object per result.")
+  local csv = cmd:flag("--csv", "CSV with a header row on stdout.")
+  cmd:mutex(json, csv)
+  cmd:group("Output options", json, csv)
+end
+
+--- The output mode from --json / --csv: "json", "csv" or "table".
+function M.mode(args)
+  return args.json and "json" or args.csv and "csv" or "table"
+end
+
+--- Largest token file (API token or refresh token), in bytes.
+M.SECRET_MAX = 64 * 1024
+
+-- What each path is: "file", "directory", "fifo", "device", "socket", "missing" or "other",
+-- asked of the shell once for many paths (stat without opening: opening a FIFO blocks).
+local KIND_SCRIPT = [[
+for p do
+  if [ -f "$p" ]; then echo file
+  elif [ -d "$p" ]; then echo directory
+  elif [ -p "$p" ]; then echo fifo
+  elif [ -c "$p" ] || [ -b "$p" ]; then echo device
+  elif [ -S "$p" ]; then echo socket
+  elif [ -e "$p" ]; then echo other
+  else echo missing; fi
+done]]
+local kinds = {}
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+--- Find out what kind of thing each path is (one shell for up to 200 paths), and remember
+-- it for read_file.
+function M.prefetch_kinds(paths)
+  local todo = {}
+  for _, p in ipairs(paths) do
+    if p ~= "-" and kinds[p] == nil and not p:find("%z") then todo[#todo + 1] = p end
+  end
+  local i = 1
+  while i <= #todo do
+    local chunk = {}
+    for j = i, math.min(i + 199, #todo) do chunk[#chunk + 1] = shell_quote(todo[j]) end
+    local pipe = io.popen("sh -c " .. shell_quote(KIND_SCRIPT) .. " sh " .. table.concat(chunk, " ") .. " 2>/dev/null")
+    for j = i, i + #chunk - 1 do kinds[todo[j]] = pipe and pipe:read("*l") or "other" end
+    if pipe then pipe:close() end
+    i = i + #chunk
+  end
+end
+
+local KIND_WORDS = { directory = "a directory", fifo = "a FIFO (named pipe)", device = "a device",
+  socket = "a socket", other = "not a regular file" }
+
+-- How a path is named in messages.
+local function named(path) return path == "-" and "(standard input)" or M.clean(path) end
+
+--- A size in bytes for people: "16 MiB", "64 KiB", "100 bytes".
+function M.size(n)
+  if n >= 1048576 and n % 1048576 == 0 then return ("%d MiB"):format(n / 1048576) end
+  if n >= 1024 and n % 1024 == 0 then return ("%d KiB"):format(n / 1024) end
+  return ("%d bytes"):format(n)
+end
+
+--- Read a whole regular file ("-" = standard input) of at most max bytes, or nil, message.
+-- FIFOs, devices and directories are refused before they are opened. The content is never
+-- echoed.
+-- @param path the file name, or "-"
+-- @param what how the file is called in messages ("batch file", "token file", ...)
+-- @param max the largest size accepted, in bytes
+function M.read_file(path, what, max)
   local f, err
-  if path == "-" then f = io.stdin else f, err = io.open(path, "rb") end
-  if not f then return nil, ("cannot read %s '%s': %s"):format(what, path, strip_where(err or "?")) end
-  local data, rerr = f:read("*a")
+  if path == "-" then
+    f = io.stdin
+  else
+    if kinds[path] == nil then M.prefetch_kinds({ path }) end
+    local kind = kinds[path]
+    kinds[path] = nil -- asked again next time: the file may change
+    if kind == "missing" then
+      return nil, ("cannot read %s '%s': no such file"):format(what, named(path))
+    elseif kind ~= "file" then
+      return nil, ("%s '%s' is %s, not a regular file"):format(what, named(path), KIND_WORDS[kind] or KIND_WORDS.other)
+    end
+    f, err = io.open(path, "rb")
+    if not f then
+      -- io.open says "PATH: reason": keep the reason only.
+      local reason = tostring(err or "?")
+      if reason:sub(1, #path + 2) == path .. ": " then reason = reason:sub(#path + 3) end
+      return nil, ("cannot read %s '%s': %s"):format(what, named(path), M.clean(reason))
+    end
+  end
+  local data, rerr = f:read(max + 1)
   if path ~= "-" then f:close() end
-  if not data then
-    return nil, ("cannot read %s '%s': %s"):format(what, path, tostring(rerr or "read error"))
+  if data == nil and rerr then
+    return nil, ("cannot read %s '%s': %s"):format(what, named(path), M.clean(tostring(rerr)))
+  end
+  data = data or ""
+  if #data > max then
+    return nil, ("%s '%s' is larger than %s"):format(what, named(path), M.size(max))
   end
   return data
 end
 
---- Read a secret (API token or refresh token) from a file or "-": trailing whitespace and
--- newlines are trimmed; empty files are refused. Returns the secret or nil, message.
+-- API tokens read from --token-file: never quoted in a message.
+local held = {}
+
+--- The API tokens this process holds ($USEAPI_TOKEN, --token-file once read): strings never
+-- to quote in a message or echo in a report.
+function M.secrets()
+  local list = {}
+  for i, s in ipairs(held) do list[i] = s end
+  local env = os.getenv("USEAPI_TOKEN")
+  if env and env ~= "" then list[#list + 1] = env end
+  return list
+end
+
+--- A value from the input for the report, unless it holds a secret (or is part of one):
+-- then a description of its size.
+function M.redact(v)
+  if type(v) ~= "string" then return v end
+  for _, secret in ipairs(M.secrets()) do
+    if #secret >= 8 and (v:find(secret, 1, true) or (#v >= 8 and secret:find(v, 1, true))) then
+      return ("(a %d-byte value, not shown)"):format(#v)
+    end
+  end
+  return v
+end
+
+--- Read a secret (API token or refresh token) from a file or "-": at most 64 KiB, trailing
+-- whitespace and newlines trimmed; empty files are refused. Returns the secret or nil,
+-- message (which never holds any of the file's content).
 function M.read_secret(path, what)
-  local data, err = M.read_file(path, what)
+  local data, err = M.read_file(path, what, M.SECRET_MAX)
   if not data then return nil, err end
   data = data:gsub("^\239\187\191", ""):gsub("[%s]+$", "")
   if data == "" then
-    return nil, ("%s '%s' is empty"):format(what, path == "-" and "(standard input)" or path)
+    return nil, ("%s '%s' is empty"):format(what, named(path))
   end
   if data:find("[\r\n]") then
-    return nil, ("%s '%s' must hold a single line"):format(what, path == "-" and "(standard input)" or path)
+    return nil, ("%s '%s' must hold a single line"):format(what, named(path))
   end
   return data
+end
+
+local api_tokens = {} -- token file -> its token (read once)
+
+--- The API token from --token-file (read once, then remembered as a secret never to quote),
+-- else from $USEAPI_TOKEN; or nil, message.
+function M.api_token(args)
+  if args.token_file then
+    local tok = api_tokens[args.token_file]
+    if tok then return tok end
+    local err
+    tok, err = M.read_secret(args.token_file, "token file")
+    if not tok then return nil, err end
+    api_tokens[args.token_file] = tok
+    held[#held + 1] = tok
+    return tok
+  end
+  local env = os.getenv("USEAPI_TOKEN")
+  if env == nil or env == "" then
+    return nil, "no API token: set USEAPI_TOKEN or pass --token-file FILE"
+  end
+  return env
 end
 
 --- Make a client from the options (--token-file, --base-url, --timeout, --retries) and the
 -- environment. Returns the client, or nil, message (a usage/input error: exit 2).
-function M.client(opts)
+function M.client(args)
   local flowmusic = require "flowmusic"
   local o = {}
-  if opts["token-file"] then
-    local tok, err = M.read_secret(opts["token-file"], "token file")
-    if not tok then return nil, err end
-    o.token = tok
-  else
-    local env = os.getenv("USEAPI_TOKEN")
-    if env == nil or env == "" then
-      return nil, "no API token: set USEAPI_TOKEN or pass --token-file FILE"
-    end
-  end
-  if opts["base-url"] then o.base_url = opts["base-url"] end
-  if opts.timeout then
-    local t, err = args.seconds(opts.timeout, "--timeout")
-    if not t then return nil, err end
-    o.timeout = t
-  end
-  if opts.retries then
-    local n, err = args.integer(opts.retries, 0, 20, "--retries")
-    if not n then return nil, err end
-    o.retries = n
-  end
+  local tok, err = M.api_token(args)
+  if not tok then return nil, err end
+  if args.token_file then o.token = tok end
+  if args.base_url then o.base_url = args.base_url end
+  o.timeout, o.retries = args.timeout, args.retries
   if o.timeout then
-    o.deadline = math.max(60, o.timeout * ((o.retries or 3) + 1) + 10)
+    -- Long attempts get a deadline that leaves room for every retry.
+    o.deadline = math.max(defaults.deadline, o.timeout * ((o.retries or defaults.retries) + 1) + 10)
   end
   local ok, client = pcall(flowmusic.new, o)
   if not ok then
@@ -130,11 +309,52 @@ function M.verbose_line(label, r)
     (r.attempts or 0) == 1 and "" or "s", (r.elapsed or 0) * 1000)
 end
 
+-- The library's signal counter (flowmusic.signals) once a command asked to catch signals.
+local signals
+
+--- Count SIGINT and SIGTERM from now on instead of dying (the library's opt-in handler):
+-- commands that talk to the API call this first, pass `M.cancel` as the batch option
+-- `cancel`, and main turns a caught signal into exit status 130 (SIGINT) or 143 (SIGTERM).
+-- Returns true when signals are caught (false when the library can't be loaded).
+function M.catch_signals()
+  if signals then return true end
+  local ok, lib = pcall(require, "flowmusic")
+  if not ok or type(lib.signals) ~= "table" or not lib.signals.catch then return false end
+  lib.signals.catch()
+  signals = lib.signals
+  return true
+end
+
+--- The batch option `cancel`: nil while no signal came, "stop" after the first (nothing new
+-- starts, transfers in flight get the grace period), "abort" after the second.
+function M.cancel()
+  if not signals then return nil end
+  local n = signals.caught()
+  if n >= 2 then return "abort" end
+  if n == 1 then return "stop" end
+  return nil
+end
+
+--- After a caught signal: the exit status (130 SIGINT, 143 SIGTERM) and the signal's name;
+-- nil when none came.
+function M.interrupted()
+  if not signals then return nil end
+  local n, last = signals.caught()
+  if n == 0 then return nil end
+  if last == signals.SIGTERM then return M.SIGTERM, "SIGTERM" end
+  return M.SIGINT, "SIGINT"
+end
+
+--- The short label of an operation, from its record in the operation table.
+function M.label(op_name)
+  return require("flowmusic.ops").get(op_name).label
+end
+
 --- Run one client call through client:batch (to learn status, attempts and elapsed time).
 -- @return the batch result { ok, value, err, status, attempts, elapsed, created, note }
-function M.call(client, opts, label, call)
-  local r = client:batch({ call }, { concurrency = 1 })[1]
-  if opts.verbose then io.stderr:write(M.verbose_line(label, r), "\n") end
+function M.call(client, args, call)
+  local r = client:batch({ call }, { concurrency = 1, cancel = M.cancel })[1]
+  if args.verbose then io.stderr:write(M.clean(M.verbose_line(M.label(call[1]), r)), "\n") end
   return r
 end
 
@@ -142,7 +362,8 @@ end
 function M.error_message(r)
   if r.err == nil then return "failed" end
   local s = tostring(r.err):gsub("^flowmusic: ", "")
-  if type(r.err) == "table" and r.err.outcome_unknown then
+  -- The library already says so in err.message; add the note only where it didn't.
+  if type(r.err) == "table" and r.err.outcome_unknown and not s:find("outcome unknown", 1, true) then
     s = s .. " (outcome unknown: the request may have been applied; check 'flowmusic accounts list')"
   end
   return s
@@ -154,11 +375,6 @@ function M.short_time(s)
   local d, t = s:match("^(%d%d%d%d%-%d%d%-%d%d)T(%d%d:%d%d)")
   if d then return d .. " " .. t end
   return s
-end
-
---- True when s looks like an email address (something@something, no spaces).
-function M.is_email(s)
-  return type(s) == "string" and #s <= 320 and s:find("^[^@%s%c]+@[^@%s%c]+$") ~= nil
 end
 
 M.output = output

@@ -1,107 +1,91 @@
 --- `flowmusic sandbox start|stop|status`: run the local sandbox of the accounts API.
--- Returns a function taking the argument list and returning the exit code
--- (0 success, 1 failure, 2 usage error).
+-- A command module of flowmusic.cli (exit code 0 success, 1 failure, 2 usage error).
 -- @module flowmusic.cli.sandbox
-
-local server = require "flowmusic.sandbox.server"
+local common = require "flowmusic.cli.common"
 
 -- Name the accepted token only when it is the well-known default: one given with --token
 -- may be a real secret and is never printed.
-local function token_note(token)
+local function token_note(server, token)
   if token == server.DEFAULT_TOKEN then return "token " .. token .. " (default)" end
   return "token as given with --token (not shown)"
 end
 
-local USAGE = [[
-usage: flowmusic sandbox start [--port N] [--token T] [--dir D]
-       flowmusic sandbox stop [--dir D]
-       flowmusic sandbox status [--dir D]
-
+local DESCRIPTION = [==[
 Runs a local, stateful implementation of the Flow Music accounts API on nginx.
-  start   start it in the background; prints the base URL as the last line
-          (--port 0 or no --port: a free port; --token default user:1-sandbox)
-  stop    stop it (SIGTERM, then SIGKILL after 5 s)
-  status  tell whether it runs (exit 0) or not (exit 1)
---dir defaults to ]] .. "${TMPDIR:-/tmp}/flowmusic-sandbox-<uid>" .. [[.
-]]
 
-local OPTIONS = {
-  start = { port = true, token = true, dir = true },
-  stop = { dir = true },
-  status = { dir = true },
-}
+  flowmusic sandbox start [--port N] [--token T] [--dir D]
+  flowmusic sandbox stop [--dir D]
+  flowmusic sandbox status [--dir D]]==]
 
--- Parse `--name value` / `--name=value` options allowed for a command.
-local function parse(command, args, from)
-  local opts, i = {}, from
-  while i <= #args do
-    local a = args[i]
-    local name, value = a:match("^%-%-([%w-]+)=(.*)$")
-    if not name then
-      name = a:match("^%-%-([%w-]+)$")
-      if name and OPTIONS[command][name] then
-        i = i + 1
-        value = args[i]
-        if value == nil then return nil, "option --" .. name .. " needs a value" end
-      end
-    end
-    if not name or not OPTIONS[command][name] then return nil, "unexpected argument " .. a end
-    opts[name] = value
-    i = i + 1
-  end
-  if opts.port then
-    local n = tonumber(opts.port)
-    if not n or n ~= math.floor(n) or n < 0 or n > 65535 then return nil, "bad --port " .. opts.port end
-    opts.port = n
-  end
-  return opts
+local EPILOG = [[
+--dir defaults to ${TMPDIR:-/tmp}/flowmusic-sandbox-<uid>.
+
+exit status: 0 success (status: running), 1 failure (status: not running), 2 usage error.]]
+
+local function port(s)
+  local n = s:match("^%d+$") and tonumber(s)
+  if not n or n > 65535 then return nil, "bad --port '" .. s .. "' (an integer 0-65535)" end
+  return n
 end
 
-return function(args)
-  args = args or {}
-  local command = args[1]
-  if command == nil or command == "--help" or command == "-h" or command == "help" then
-    io.stdout:write(USAGE)
-    return command == nil and 2 or 0
-  end
-  if not OPTIONS[command] then
-    io.stderr:write("flowmusic sandbox: unknown command '", command, "'\n", USAGE)
-    return 2
-  end
-  for _, a in ipairs(args) do
-    if a == "--help" or a == "-h" then io.stdout:write(USAGE) return 0 end
-  end
-  local opts, err = parse(command, args, 2)
-  if not opts then
-    io.stderr:write("flowmusic sandbox: ", err, "\n", USAGE)
-    return 2
-  end
+local function dir_option(cmd)
+  cmd:option("--dir", "The sandbox's directory."):argname("D"):overwrite(false)
+  cmd:epilog(EPILOG)
+end
 
-  if command == "start" then
+local function run(args)
+  local server = require "flowmusic.sandbox.server"
+  local sub = args.subcommand
+  local opts = { dir = args.dir }
+  if sub == "start" then
+    opts.port, opts.token = args.port, args.token
     local base, pid, info = server.start(opts)
     if not base then
-      io.stderr:write("flowmusic sandbox: ", pid, "\n")
-      return 1
+      common.say("sandbox", pid)
+      return common.FAILED
     end
-    io.stderr:write(string.format("sandbox running: pid %d, dir %s, %s\n", pid, info.dir, token_note(info.token)))
+    io.stderr:write(string.format("sandbox running: pid %d, dir %s, %s\n", pid, common.clean(info.dir),
+      token_note(server, info.token)))
     io.stdout:write(base, "\n")
-    return 0
-  elseif command == "stop" then
+    return common.OK
+  elseif sub == "stop" then
     local ok, serr = server.stop(opts)
     if not ok then
-      io.stderr:write("flowmusic sandbox: ", serr, "\n")
-      return 1
+      common.say("sandbox", serr)
+      return common.FAILED
     end
     io.stderr:write("sandbox stopped\n")
-    return 0
+    return common.OK
   else
     local running, info = server.status(opts)
     if not running then
-      io.stdout:write("not running (dir ", info.dir, ")\n")
-      return 1
+      io.stdout:write("not running (dir ", common.clean(info.dir), ")\n")
+      return common.FAILED
     end
-    io.stdout:write(string.format("running: pid %d, dir %s, %s\n%s\n", info.pid, info.dir,
-                                  token_note(info.token), info.base_url))
-    return 0
+    io.stdout:write(string.format("running: pid %d, dir %s, %s\n%s\n", info.pid, common.clean(info.dir),
+      token_note(server, info.token), info.base_url))
+    return common.OK
   end
 end
+
+return {
+  name = "sandbox",
+  summary = "Run the local sandbox of the accounts API (start|stop|status).",
+  configure = function(cmd)
+    cmd:description(DESCRIPTION)
+    cmd:epilog(EPILOG)
+    cmd:command_target("subcommand")
+    local start = cmd:command("start"):summary("Start it in the background; prints the base URL as the last line.")
+    start:description([[
+Start the sandbox in the background; prints the base URL as the last line on stdout
+(pid, directory and token go to stderr).]])
+    start:option("--port", "Port to listen on (0 or none: a free port)."):argname("N")
+      :overwrite(false):convert(port)
+    start:option("--token", "The API token it accepts (default user:1-sandbox).")
+      :argname("T"):overwrite(false)
+    dir_option(start)
+    dir_option(cmd:command("stop"):summary("Stop it (SIGTERM, then SIGKILL after 5 s)."))
+    dir_option(cmd:command("status"):summary("Tell whether it runs (exit 0) or not (exit 1)."))
+  end,
+  run = run,
+}

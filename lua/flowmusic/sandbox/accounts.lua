@@ -16,6 +16,15 @@ M.MAX_ACCOUNTS = 50
 --- Message of the 400 for a 51st account.
 M.LIMIT_MESSAGE = "Maximum of 50 accounts reached; delete an account before adding another"
 
+--- Longest email, in bytes (RFC 5321's path limit); longer ones are a 400 everywhere.
+M.MAX_EMAIL = 320
+
+--- Message of that 400.
+M.EMAIL_MESSAGE = "email must be at most 320 bytes"
+
+--- Longest refresh token, in bytes.
+M.MAX_REFRESH_TOKEN = 8192
+
 local PREFIX = "acct:"
 local HOUR_MS = 3600 * 1000
 
@@ -38,11 +47,19 @@ function M.get(email)
   return s and cjson.decode(s) or nil
 end
 
---- Store one account.
+--- Store one account (never evicting another: a full dict is an error, not an eviction).
 -- @tparam table rec internal record
+-- @treturn true, or `nil, message`
 function M.put(rec)
-  local ok, err = dict():set(PREFIX .. rec.email, cjson.encode(rec))
-  if not ok then error("shared dict: " .. tostring(err)) end
+  local ok, err = dict():safe_set(PREFIX .. rec.email, cjson.encode(rec))
+  if not ok then return nil, "the sandbox's account storage is full (" .. tostring(err) .. ")" end
+  return true
+end
+
+-- The next sequence number (insertion order of accounts).
+local function next_seq()
+  dict():safe_add("seq", 0) -- fails harmlessly when it exists
+  return dict():incr("seq", 1)
 end
 
 --- Remove one account (and its usage size override).
@@ -82,16 +99,17 @@ end
 -- @tparam string tier
 -- @tparam string refresh_token
 -- @tparam[opt] number maxJobs
--- @treturn table internal record
+-- @treturn table internal record, or `nil, message` when the storage is full
 function M.create(email, tier, refresh_token, maxJobs)
   local now = util.now_ms()
   local rec = {
     email = email, tier = tier, maxJobs = maxJobs or tokens.tiers[tier].maxJobs,
     added = now, refreshed_at = now, refreshed_count = 0, refresh_token = refresh_token,
-    seq = dict():incr("seq", 1, 0),
+    seq = next_seq(),
   }
   new_session(rec, now)
-  M.put(rec)
+  local ok, err = M.put(rec)
+  if not ok then return nil, err end
   return rec
 end
 
@@ -151,6 +169,9 @@ local function add(fields, multipart)
   if type(rt) ~= "string" or #rt < 10 then
     return util.error_response(400, "refresh_token is required and must be at least 10 characters")
   end
+  if #rt > M.MAX_REFRESH_TOKEN then
+    return util.error_response(400, "refresh_token must be at most " .. M.MAX_REFRESH_TOKEN .. " bytes")
+  end
   local maxJobs
   if fields.maxJobs ~= nil then
     local err
@@ -159,6 +180,7 @@ local function add(fields, multipart)
   end
   local who, err = tokens.resolve(rt)
   if not who then return util.error_response(400, err) end
+  if #who.email > M.MAX_EMAIL then return util.error_response(400, M.EMAIL_MESSAGE) end
 
   local rec = M.get(who.email)
   local status = 200
@@ -174,11 +196,14 @@ local function add(fields, multipart)
     if M.count() >= M.MAX_ACCOUNTS then
       return util.error_response(400, M.LIMIT_MESSAGE)
     end
-    rec = M.create(who.email, who.tier, rt, maxJobs)
+    rec, err = M.create(who.email, who.tier, rt, maxJobs)
+    if not rec then return util.error_response(507, err) end
     status = 201
   end
   rec.error = who.broken and tokens.BROKEN or nil
-  M.put(rec)
+  local ok
+  ok, err = M.put(rec)
+  if not ok then return util.error_response(507, err) end
   return util.json_response(status, M.view(rec, false))
 end
 
@@ -193,6 +218,7 @@ local function update(fields, multipart)
   if type(email) ~= "string" or email == "" then
     return util.error_response(400, "email must be a non-empty string")
   end
+  if #email > M.MAX_EMAIL then return util.error_response(400, M.EMAIL_MESSAGE) end
   if fields.maxJobs == nil then
     return util.error_response(400, "maxJobs is required when updating an account by email")
   end
@@ -203,7 +229,9 @@ local function update(fields, multipart)
     return util.error_response(404, "Account " .. email .. " not found")
   end
   rec.maxJobs = maxJobs
-  M.put(rec)
+  local ok
+  ok, err = M.put(rec)
+  if not ok then return util.error_response(507, err) end
   return util.json_response(200, M.view(rec, false))
 end
 

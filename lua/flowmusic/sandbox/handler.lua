@@ -12,7 +12,7 @@ local usage = require "flowmusic.sandbox.usage"
 local util = require "flowmusic.sandbox.util"
 local watchdog = require "flowmusic.sandbox.watchdog"
 
-local M = { _VERSION = "0.1.0" }
+local M = { _VERSION = require("flowmusic.defaults").VERSION }
 
 local BASE = "/v1/flowmusic"
 local config = { token = "user:1-sandbox" }
@@ -23,6 +23,7 @@ function M.init(path)
   config = dofile(path)
   ngx.shared.flowmusic_sandbox:flush_all()
   ngx.shared.flowmusic_sandbox_requests:flush_all()
+  ngx.shared.flowmusic_sandbox_faults:flush_all()
 end
 
 --- Per-worker start-up (`init_worker_by_lua`): record the worker pid, start the watchdog.
@@ -89,6 +90,7 @@ local function get_usage()
   if type(email) ~= "string" or email == "" then
     return util.error_response(400, "email query parameter is required")
   end
+  if #email > accounts.MAX_EMAIL then return util.error_response(400, accounts.EMAIL_MESSAGE) end
   local rec = accounts.get(email)
   if not rec then return util.error_response(404, "Account " .. email .. " not found") end
   return util.json_response(200, usage.render(rec))
@@ -101,24 +103,42 @@ local function api(method, path)
     return util.error_response(401, "Unauthorized")
   end
   local rest = path:sub(#BASE + 1)
+  -- HEAD answers as GET does (nginx sends the headers, Content-Length included, without the body)
+  local get = method == "GET" or method == "HEAD"
   if path:sub(1, #BASE) ~= BASE then
     return util.error_response(404, "Not found")
   elseif rest == "/accounts" then
-    if method == "GET" then return accounts.list() end
-    if method ~= "POST" then return not_allowed("GET, POST") end
+    if get then return accounts.list() end
+    if method ~= "POST" then return not_allowed("GET, HEAD, POST") end
     local fields, extra = body_fields() -- extra: multipart flag, or the error message
     if not fields then return util.error_response(400, extra) end
     return accounts.post(fields, extra)
   elseif rest == "/accounts/usage" then
-    if method ~= "GET" then return not_allowed("GET") end
+    if not get then return not_allowed("GET, HEAD") end
     return get_usage()
   end
   local segment = rest:match("^/accounts/([^/]+)$")
   if not segment then return util.error_response(404, "Not found") end
   local email = util.percent_decode(segment)
-  if method == "GET" then return accounts.show(email) end
+  if #email > accounts.MAX_EMAIL then return util.error_response(400, accounts.EMAIL_MESSAGE) end
+  if get then return accounts.show(email) end
   if method == "DELETE" then return accounts.delete(email) end
-  return not_allowed("GET, DELETE")
+  return not_allowed("GET, HEAD, DELETE")
+end
+
+--- The account an API request is about: the decoded `{email}` of `/accounts/{email}`, or the
+-- `email` query argument of `/accounts/usage`; nil for others.
+-- @tparam string path raw path without query
+-- @treturn string|nil
+function M.request_email(path)
+  local segment = path:match("^" .. BASE .. "/accounts/([^/]+)$")
+  if segment and segment ~= "usage" then return util.percent_decode(segment) end
+  if segment == "usage" then
+    local email = ngx.req.get_uri_args().email
+    if type(email) == "table" then email = email[1] end
+    return type(email) == "string" and email or nil
+  end
+  return nil
 end
 
 -- Count, apply a fault if any, then answer an API request.
@@ -134,11 +154,21 @@ local function handle_api(method, path)
     fault, err = faults.parse(header)
     if not fault then return send(util.error_response(400, "X-Sandbox-Fault: " .. err)) end
   else
-    fault = faults.take(method, path)
+    fault = faults.take(method, path, M.request_email(path))
   end
   local function process() return api(method, path) end
-  if fault then return faults.apply(fault, process, send) end
-  return send(process())
+  if not fault then return send(process()) end
+  local auth = ngx.req.get_headers()["authorization"]
+  if type(auth) == "table" then auth = auth[1] end
+  return faults.apply(fault, process, send, {
+    method = method, path = path, token = auth and auth:match("^Bearer (.+)$"),
+    refresh_token = function()
+      if method ~= "POST" then return nil end
+      local fields = body_fields()
+      local rt = fields and fields.refresh_token
+      return type(rt) == "string" and rt or nil
+    end,
+  })
 end
 
 -- The decoded JSON object of a control request ({} when empty).
@@ -150,11 +180,44 @@ local function control_body()
   return v
 end
 
+-- The Host names a control request may carry: the loopback address under any port (a page
+-- whose own name resolves to 127.0.0.1, DNS rebinding, carries its own name).
+local LOOPBACK_HOSTS = { ["127.0.0.1"] = true, localhost = true, ["[::1]"] = true }
+
+-- Why a control request is refused (cross-site shapes), or nil: a request carrying `Origin`
+-- (browsers send it on cross-site and on every POST), a non-loopback Host, a body that is not
+-- declared `application/json` (HTML forms and no-cors fetches can only send form types and
+-- text/plain).
+local function control_refusal(method)
+  local h = ngx.req.get_headers()
+  if h["origin"] ~= nil then
+    return util.error_response(403, "Control requests must not carry an Origin header (cross-site requests are refused)")
+  end
+  local fetch_site = h["sec-fetch-site"]
+  if fetch_site ~= nil and fetch_site ~= "none" then
+    return util.error_response(403, "Control requests from web pages are refused (Sec-Fetch-Site)")
+  end
+  local host = h["host"]
+  if type(host) ~= "string" or not LOOPBACK_HOSTS[(host:lower():gsub(":%d*$", ""))] then
+    return util.error_response(403, "Control requests must be addressed to 127.0.0.1, localhost or [::1]")
+  end
+  if method ~= "GET" and method ~= "HEAD" and method ~= "DELETE" then
+    local ctype = ngx.var.content_type
+    if not (ctype and ctype:lower():match("^%s*application/json%s*$")
+            or ctype and ctype:lower():match("^%s*application/json%s*;")) then
+      return util.error_response(415, "Control requests with a body must be Content-Type: application/json")
+    end
+  end
+  return nil
+end
+
 -- Control endpoints under /__sandbox/.
 local function control(method, name)
   local ok = util.json_response
   local fail = util.error_response
   local key = method .. " " .. name
+  local refused = control_refusal(method)
+  if refused then return refused end
   if key == "GET health" then
     return ok(200, json.object({ ok = true, version = M._VERSION }, { "ok", "version" }))
   elseif key == "GET requests" then
@@ -177,10 +240,11 @@ local function control(method, name)
   if key == "POST reset" then
     ngx.shared.flowmusic_sandbox:flush_all()
     ngx.shared.flowmusic_sandbox_requests:flush_all()
+    ngx.shared.flowmusic_sandbox_faults:flush_all()
     return ok(200, { ok = true })
   elseif key == "POST faults" then
-    local f, err = faults.script(body)
-    if not f then return fail(400, err) end
+    local f, err, status = faults.script(body)
+    if not f then return fail(status, err) end
     return ok(201, f)
   elseif key == "POST seed" then
     local count, tier = body.count, body.tier
@@ -197,31 +261,70 @@ local function control(method, name)
     if accounts.count() + new > accounts.MAX_ACCOUNTS then return fail(400, accounts.LIMIT_MESSAGE) end
     for _, email in ipairs(emails) do
       if not accounts.get(email) then
-        accounts.create(email, tier, "sandbox:" .. tier .. ":" .. email)
+        local _, err = accounts.create(email, tier, "sandbox:" .. tier .. ":" .. email)
+        if err then return fail(507, err) end
       end
     end
     return ok(200, { emails = json.array(emails) })
   elseif key == "POST usage" then
     local email, n = body.email, body.events
     if type(email) ~= "string" then return fail(400, "email is required") end
+    if #email > accounts.MAX_EMAIL then return fail(400, accounts.EMAIL_MESSAGE) end
     if n == nil or n == cjson.null then n = 0 end
-    if not util.is_integer(n) or n < 0 or n > 1000000 then
-      return fail(400, "events must be an integer 0-1000000")
+    if not util.is_integer(n) or n < 0 or n > usage.MAX_EVENTS then
+      return fail(400, "events must be an integer 0-" .. usage.MAX_EVENTS)
     end
     if not accounts.get(email) then return fail(404, "Account " .. email .. " not found") end
-    usage.set_size(email, n)
+    local stored, err = usage.set_size(email, n)
+    if not stored then return fail(507, err) end
     return ok(200, json.object({ email = email, events = n }, { "email", "events" }))
   end
   return fail(404, "Unknown sandbox control endpoint " .. key)
 end
 
---- The content handler for every request.
-function M.handle()
+-- Route one request.
+local function dispatch()
   local method = ngx.req.get_method()
   local path = ngx.var.request_uri:match("^[^?]*")
   local name = path:match("^/__sandbox/([%w_]+)$")
   if name then return send(control(method, name)) end
   return handle_api(method, path)
+end
+
+-- The first line of an error, without the traceback.
+local function first_line(err)
+  return (tostring(err):match("^[^\n]*"))
+end
+
+--- The content handler for every request. A Lua error in any handler becomes a JSON 500
+-- naming it (and an error.log line with the traceback); after the headers went out, the
+-- connection is closed instead.
+function M.handle()
+  local ok, err = xpcall(dispatch, debug.traceback)
+  if ok then return end
+  ngx.log(ngx.ERR, "flowmusic sandbox: handler error: ", err)
+  if ngx.headers_sent then return ngx.exit(444) end
+  ngx.header["Retry-After"] = nil
+  ngx.header["Location"] = nil
+  return send(util.error_response(500, "Sandbox handler error: " .. first_line(err)))
+end
+
+local NGINX_ERRORS = {
+  [400] = "Bad request", [404] = "Not found", [405] = "Method not allowed",
+  [408] = "Request timeout", [411] = "Length required",
+  [413] = "Request body too large (the sandbox takes at most 8 MiB)",
+  [414] = "Request URI too long", [431] = "Request header fields too large",
+  [494] = "Request header fields too large",
+  [500] = "Internal sandbox error (see the sandbox's error.log)",
+  [501] = "Not implemented", [502] = "Bad gateway", [503] = "Service unavailable",
+}
+
+--- The `error_page` handler: errors nginx answers by itself (a body over the size limit, an
+-- over-long URI or header, a crash outside `handle`) as JSON like every other error.
+function M.nginx_error()
+  local status = ngx.status
+  if type(status) ~= "number" or status < 400 then status = 500 end
+  return send(util.error_response(status, NGINX_ERRORS[status] or ("HTTP " .. status)))
 end
 
 return M

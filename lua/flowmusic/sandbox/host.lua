@@ -80,4 +80,89 @@ function M.read_pid(path)
   return s and tonumber(s:match("%d+"))
 end
 
+--- The numeric user id of this process.
+-- @treturn number
+function M.uid()
+  return tonumber(M.capture("id -u"):match("%d+")) or 0
+end
+
+--- lstat of several paths in one shell call (symbolic links are not followed).
+-- @tparam {string,...} paths
+-- @treturn table path → `{type=, uid=, mode=, nlink=}` for the paths that exist; `type` is
+-- `"directory"`, `"file"`, `"symlink"` or `"other"`; `mode` holds the permission and sticky bits
+function M.lstat(paths)
+  if #paths == 0 then return {} end
+  local quoted = {}
+  for i, p in ipairs(paths) do quoted[i] = M.shell_quote(p) end
+  local out = M.capture("for p in " .. table.concat(quoted, " ")
+    .. "; do stat -c '%u %a %h %F' -- \"$p\" 2>/dev/null || echo missing; done")
+  local result, i = {}, 0
+  for line in out:gmatch("[^\n]+") do
+    i = i + 1
+    local uid, mode, nlink, kind = line:match("^(%d+) (%x+) (%d+) (.+)$")
+    if uid and paths[i] then
+      result[paths[i]] = {
+        uid = tonumber(uid), mode = tonumber(mode, 8), nlink = tonumber(nlink),
+        type = (kind == "directory" and "directory") or (kind == "symbolic link" and "symlink")
+          or (kind:find("regular", 1, true) and "file") or "other",
+      }
+    end
+  end
+  return result
+end
+
+--- Facts about a process from /proc: `{state=, uid=, euid=, ppid=, cmdline=}`, or nil when
+-- there is none. `cmdline` has its NUL separators turned into spaces.
+-- @tparam number pid
+-- @treturn table|nil
+function M.process(pid)
+  if type(pid) ~= "number" or pid < 1 or pid ~= math.floor(pid) then return nil end
+  local status = M.read_file("/proc/" .. string.format("%d", pid) .. "/status")
+  if not status then return nil end
+  local ruid, euid = status:match("\nUid:%s+(%d+)%s+(%d+)")
+  return {
+    state = status:match("\nState:%s+(%a)"),
+    uid = tonumber(ruid), euid = tonumber(euid),
+    ppid = tonumber(status:match("\nPPid:%s+(%d+)")),
+    cmdline = (M.read_file("/proc/" .. string.format("%d", pid) .. "/cmdline") or ""):gsub("%z", " "),
+  }
+end
+
+-- Whether a process has `path` open (one of the links in /proc/<pid>/fd).
+local function has_open(pid, path)
+  local out = M.capture("readlink /proc/" .. string.format("%d", pid) .. "/fd/* 2>/dev/null")
+  for line in out:gmatch("[^\n]+") do
+    if line == path or line == path .. " (deleted)" then return true end
+  end
+  return false
+end
+
+--- Whether `pid` is the nginx of the sandbox in `dir`, owned by this user (real and effective
+-- uid): the master started by the launcher (`-c <dir>/nginx.conf` on its command line) or,
+-- with `role = "worker"`, a worker process; either way holding `<dir>/error.log` open.
+-- Anything else (another user's process, a recycled pid, another nginx, a process that only
+-- names itself like the master) is not, so `stop` never signals it.
+-- @tparam number|nil pid
+-- @tparam string dir absolute directory, no trailing slash
+-- @tparam[opt] string role `"master"` (default) or `"worker"`
+-- @treturn boolean
+-- @treturn string|nil why not (for messages)
+function M.is_sandbox_nginx(pid, dir, role)
+  local p = pid and M.process(pid)
+  if not p or p.state == "Z" or p.state == "X" then return false, "not running" end
+  local me = M.uid()
+  if p.uid ~= me or p.euid ~= me then return false, "owned by another user" end
+  if not p.cmdline:find("nginx", 1, true) then return false, "not an nginx process" end
+  if role == "worker" then
+    if not p.cmdline:find("worker process", 1, true) then return false, "not an nginx worker" end
+    if not has_open(pid, dir .. "/error.log") then return false, "not a worker of this sandbox" end
+    return true
+  end
+  if not (p.cmdline .. " "):find(" -c " .. dir .. "/nginx.conf ", 1, true) then
+    return false, "not the nginx started for " .. dir
+  end
+  if not has_open(pid, dir .. "/error.log") then return false, "does not log to " .. dir .. "/error.log" end
+  return true
+end
+
 return M

@@ -120,6 +120,14 @@ function encode_value(v, b)
   end
 end
 
+--- Append the encoding of a value to a buffer (a table of strings for `table.concat`), to
+-- build a large document without making one long string per part.
+-- @param v as for `encode`
+-- @tparam table b
+function M.append(v, b)
+  encode_value(v, b)
+end
+
 --- Encode a value as JSON text.
 -- @param v string, number, boolean, table, or `json.null`
 -- @treturn string

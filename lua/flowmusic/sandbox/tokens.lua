@@ -1,6 +1,7 @@
 --- The sandbox's stand-in for "ask Flow Music who owns this refresh token".
 --
--- * `sandbox:<tier>:<email>` (tier `free|starter|plus|member|unknown`) → `<email>` on that tier;
+-- * `sandbox:<tier>:<email>` (tier `free|starter|plus|member|low|unknown`) → `<email>` on that tier
+--   (`low`: a starter plan nearly used up, 3 credits / 36 tokens left);
 -- * `sandbox:fail:<email>` → the refresh fails (400, nothing stored);
 -- * `sandbox:broken:<email>` → the account is stored in error state;
 -- * any other token (≥ 10 chars) → `user-<first 8 hex of md5(token)>@flowmusic.sandbox`, tier plus.
@@ -17,6 +18,8 @@ M.tiers = {
               credits = 5000, tokens = 60000 },
   member  = { maxJobs = 16, plan = "member-annual", provider = "g1_entitlement",
               credits = 20000, tokens = 240000 },
+  low     = { maxJobs = 4,  plan = "starter-monthly", provider = "stripe",
+              credits = 3, tokens = 36 },
   unknown = { maxJobs = 2 },
 }
 

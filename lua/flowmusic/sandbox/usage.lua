@@ -21,15 +21,21 @@ local ROW_MT = { __jsonorder = { "type", "amount", "conversation_id", "conversat
 local CONV_MT = { __jsonorder = { "conversation_id", "title", "email", "tokens", "credits" } }
 local TITLES = { "Night Drive", "Paper Boats", "Neon Rain", "Low Tide", "Glass Garden" }
 
+--- Most synthetic rows of one account's usage document (`POST /__sandbox/usage` refuses more).
+M.MAX_EVENTS = 200000
+
 --- Store the number of synthetic rows for an account (nil or 0: the default history).
 -- @tparam string email
--- @tparam[opt] number n
+-- @tparam[opt] number n at most `MAX_EVENTS`
+-- @treturn true, or `nil, message` when the storage is full
 function M.set_size(email, n)
   if n and n > 0 then
-    ngx.shared.flowmusic_sandbox:set("usage:" .. email, n)
+    local ok, err = ngx.shared.flowmusic_sandbox:safe_set("usage:" .. email, n)
+    if not ok then return nil, "the sandbox's storage is full (" .. tostring(err) .. ")" end
   else
     ngx.shared.flowmusic_sandbox:delete("usage:" .. email)
   end
+  return true
 end
 
 -- The anchor: start (epoch seconds) of the UTC day the account was added.
@@ -137,13 +143,11 @@ local function aggregate(raw, email)
   return rows
 end
 
---- The summary of a list of rows, as the vendor defines it.
--- @tparam {table,...} rows
--- @tparam string email
--- @treturn table
-function M.summarize(rows, email)
-  local tokens, credits, per, convs = {}, {}, {}, {}
-  for _, r in ipairs(rows) do
+-- An accumulator of the summary: `add(row)` for each row in document order, then `result()`.
+local function summary_acc(email)
+  local tokens, per, convs = {}, {}, {}
+  local acc = {}
+  function acc.add(r)
     tokens[r.type] = (tokens[r.type] or 0) + r.amount
     if r.conversation_id ~= json.null then
       local c = per[r.conversation_id]
@@ -156,19 +160,32 @@ function M.summarize(rows, email)
       c.tokens = c.tokens + r.amount
     end
   end
-  local charged, received = 0, 0
-  for t, n in pairs(tokens) do
-    credits[t] = n / 12
-    if CHARGED[t] then charged = charged + n / 12 end
-    if RECEIVED[t] then received = received + n end
+  function acc.result()
+    local credits, charged, received = {}, 0, 0
+    for t, n in pairs(tokens) do
+      credits[t] = n / 12
+      if CHARGED[t] then charged = charged + n / 12 end
+      if RECEIVED[t] then received = received + n end
+    end
+    for _, c in ipairs(convs) do c.credits = c.tokens / 12 end
+    return json.object({
+      by_type_tokens = tokens, by_type_credits = credits,
+      total_charged_credits = charged, total_received_tokens = received,
+      per_conversation = json.array(convs),
+    }, { "by_type_tokens", "by_type_credits", "total_charged_credits", "total_received_tokens",
+         "per_conversation" })
   end
-  for _, c in ipairs(convs) do c.credits = c.tokens / 12 end
-  return json.object({
-    by_type_tokens = tokens, by_type_credits = credits,
-    total_charged_credits = charged, total_received_tokens = received,
-    per_conversation = json.array(convs),
-  }, { "by_type_tokens", "by_type_credits", "total_charged_credits", "total_received_tokens",
-       "per_conversation" })
+  return acc
+end
+
+--- The summary of a list of rows, as the vendor defines it.
+-- @tparam {table,...} rows
+-- @tparam string email
+-- @treturn table
+function M.summarize(rows, email)
+  local acc = summary_acc(email)
+  for _, r in ipairs(rows) do acc.add(r) end
+  return acc.result()
 end
 
 --- The usage document of an account.
@@ -183,9 +200,65 @@ function M.document(rec)
                      { "email", "events", "summary" })
 end
 
+-- Order of rows within a day: type, then conversation id (none first).
+local function row_before(a, b)
+  if a.type ~= b.type then return a.type < b.type end
+  local ca = a.conversation_id ~= json.null and a.conversation_id or ""
+  local cb = b.conversation_id ~= json.null and b.conversation_id or ""
+  return ca < cb
+end
+
+-- The JSON text of a synthetic document of n rows, built a day at a time: each synthetic
+-- event is its own row, so no day needs aggregating, and only the encoded pieces are kept
+-- (the same text `json.encode(M.document(rec))` gives, at half the memory).
+local function big_text(rec, n)
+  local email, anchor = rec.email, anchor_day(rec)
+  local h = util.hash(email)
+  local acc, convs = summary_acc(email), {}
+  local out = { '{"email":', json.quote(email), ',"events":[' } -- pieces, never one string per row
+  local days = math.ceil(n / 25)
+  for k = days - 1, 0, -1 do -- oldest day first
+    local day = anchor - (k + 1) * DAY
+    local event_at = os.date("!%Y-%m-%dT00:00:00", day)
+    local rows = {}
+    for i = k * 25, math.min(k * 25 + 24, n - 1) do
+      local j = i % 25
+      local t, us = (h + i * 7919) % 86000 + 60, (h * 31 + i * 104729) % 1000000
+      local row = setmetatable({ conversation_id = json.null, conversation_title = json.null,
+        event_at = event_at, _account_email = email,
+        max_created_at = os.date("!%Y-%m-%dT%H:%M:%S", day + t) .. string.format(".%06dZ", us) }, ROW_MT)
+      if j == 0 then
+        row.type, row.amount = "daily-free", 360
+      elseif j == 1 then
+        row.type, row.amount = "grant", 120
+      else
+        row.type = (j % 2 == 0) and "producer-usage" or "riffusion"
+        row.amount = 12 * ((h + i) % 10 + 1) + ((i % 7 == 0) and 5 or 0)
+        local c = convs[j]
+        if not c then
+          c = { id = util.uuid_of("conv:big:" .. j .. ":" .. email), title = "Song " .. j }
+          convs[j] = c
+        end
+        row.conversation_id, row.conversation_title = c.id, c.title
+      end
+      rows[#rows + 1] = row
+    end
+    table.sort(rows, row_before)
+    for _, row in ipairs(rows) do
+      acc.add(row)
+      if #out > 3 then out[#out + 1] = "," end
+      json.append(row, out)
+    end
+  end
+  out[#out + 1] = '],"summary":'
+  json.append(acc.result(), out)
+  out[#out + 1] = "}"
+  return table.concat(out)
+end
+
 -- Encoded large documents of this worker, keyed by email|rows|anchor (deterministic, so
--- they never go stale); the oldest goes first beyond CACHE_MAX.
-local cache, cache_keys, CACHE_MAX = {}, {}, 4
+-- they never go stale); the oldest go first once they hold more than CACHE_BYTES.
+local cache, cache_keys, cache_bytes, CACHE_BYTES = {}, {}, 0, 64 * 1048576
 
 --- The usage document as JSON text; large documents are kept for repeated requests.
 -- @tparam table rec internal account record
@@ -196,10 +269,15 @@ function M.render(rec)
   local key = rec.email .. "|" .. n .. "|" .. anchor_day(rec)
   local text = cache[key]
   if not text then
-    text = json.encode(M.document(rec))
+    text = big_text(rec, n)
     cache[key] = text
     cache_keys[#cache_keys + 1] = key
-    if #cache_keys > CACHE_MAX then cache[table.remove(cache_keys, 1)] = nil end
+    cache_bytes = cache_bytes + #text
+    while cache_bytes > CACHE_BYTES and #cache_keys > 1 do
+      local old = table.remove(cache_keys, 1)
+      cache_bytes = cache_bytes - #cache[old]
+      cache[old] = nil
+    end
   end
   return text
 end

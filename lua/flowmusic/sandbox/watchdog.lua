@@ -9,6 +9,7 @@ local ffi = require "ffi"
 local M = {}
 
 pcall(ffi.cdef, "int kill(int pid, int sig);")
+pcall(ffi.cdef, "unsigned int umask(unsigned int mask);")
 
 local SIGTERM = 15
 
@@ -49,10 +50,13 @@ local function master_pid(dir)
   return pid
 end
 
---- Start the watchdog for this worker (no-op without `config.watch_pid`); also writes
--- `<dir>/worker.pid` so the launcher can clean up a worker whose master was killed.
+--- Start the watchdog for this worker (no-op without `config.watch_pid`); also sets the
+-- worker's umask to 077 and writes `<dir>/worker.pid` (mode 0600) so the launcher can clean
+-- up a worker whose master was killed.
 -- @tparam table config `{dir=, watch_pid=?, watch_start=?}`
 function M.start(config)
+  -- nginx resets the umask to 0 when it daemonizes: what this worker creates is private again.
+  ffi.C.umask(63) -- 0077
   if config.dir then
     local f = io.open(config.dir .. "/worker.pid", "w")
     if f then

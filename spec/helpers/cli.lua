@@ -1,0 +1,115 @@
+--- Spec helper: run the flowmusic command line (bin/flowmusic) as a subprocess.
+--
+--     local cli = require "spec.helpers.cli"
+--     local c = cli.new{ env = { USEAPI_TOKEN = "user:1-x", FLOWMUSIC_BASE_URL = sb.base_url } }
+--     local code, out, err = c:run("accounts list --json", { stdin = "...", env = { X = false } })
+--     c:spawn("batch f.csv --json")  -- background: { pid, wait(), out(), err() }
+--     c:close()                       -- removes its temp dir
+-- @module spec.helpers.cli
+local M = {}
+
+M.LUA = ({ ["Lua 5.1"] = "lua5.1", ["Lua 5.2"] = "lua5.2", ["Lua 5.3"] = "lua5.3",
+  ["Lua 5.4"] = "lua5.4" })[_VERSION] or "lua"
+
+--- Shell-quote a string.
+function M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = M.q
+
+--- Whole content of a file ("" when missing).
+function M.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+--- Write text to a file; returns the path.
+function M.spit(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+--- Lines of a text (empty lines dropped).
+function M.lines(s)
+  local t = {}
+  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
+local Cli = {}
+Cli.__index = Cli
+
+--- A runner with default environment variables (false: unset) and its own temp dir.
+function M.new(opts)
+  opts = opts or {}
+  local p = io.popen("mktemp -d")
+  local tmp = p:read("*l")
+  p:close()
+  return setmetatable({ env = opts.env or {}, tmp = tmp, n = 0 }, Cli)
+end
+
+function Cli:command(argv, opts)
+  opts = opts or {}
+  local env = {}
+  for k, v in pairs(self.env) do env[k] = v end
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  local parts = { "exec env -u USEAPI_TOKEN -u FLOWMUSIC_BASE_URL" }
+  for k, v in pairs(env) do
+    if v then parts[#parts + 1] = k .. "=" .. q(v) end
+  end
+  parts[#parts + 1] = M.LUA .. " bin/flowmusic " .. argv
+  return table.concat(parts, " ")
+end
+
+--- Run `flowmusic <argv>` and wait; returns exit code, stdout, stderr.
+-- opts: env (table; `false` values unset), stdin (text)
+function Cli:run(argv, opts)
+  opts = opts or {}
+  self.n = self.n + 1
+  local base = self.tmp .. "/run" .. self.n
+  local stdin = opts.stdin and M.spit(base .. ".in", opts.stdin) or "/dev/null"
+  os.execute("(" .. self:command(argv, opts) .. ") <" .. q(stdin) .. " >" .. q(base .. ".out")
+    .. " 2>" .. q(base .. ".err") .. "; echo $? >" .. q(base .. ".rc"))
+  return tonumber(M.slurp(base .. ".rc"):match("%d+")), M.slurp(base .. ".out"), M.slurp(base .. ".err")
+end
+
+--- Start `flowmusic <argv>` in the background; returns a handle with pid, and
+-- wait() -> exit code (polls), out(), err().
+function Cli:spawn(argv, opts)
+  opts = opts or {}
+  self.n = self.n + 1
+  local base = self.tmp .. "/run" .. self.n
+  local stdin = opts.stdin and M.spit(base .. ".in", opts.stdin) or "/dev/null"
+  -- The subshell records the exit status when the command ends; $! is the command's pid.
+  local p = io.popen("sh -c " .. q("(" .. self:command(argv, opts) .. ") <" .. q(stdin) .. " >" .. q(base .. ".out")
+    .. " 2>" .. q(base .. ".err") .. " & pid=$!; echo $pid; wait $pid; echo $? >" .. q(base .. ".rc"))
+    .. " 2>/dev/null &")
+  local pid = tonumber(p:read("*l"))
+  p:close()
+  local h = { pid = pid }
+  function h.done() return M.slurp(base .. ".rc"):match("%d+") ~= nil end
+  function h.wait(limit)
+    local socket = require "socket"
+    local t0 = socket.gettime()
+    while not h.done() do
+      if limit and socket.gettime() - t0 > limit then return nil end
+      socket.sleep(0.05)
+    end
+    return tonumber(M.slurp(base .. ".rc"):match("%d+"))
+  end
+  function h.out() return M.slurp(base .. ".out") end
+  function h.err() return M.slurp(base .. ".err") end
+  function h.signal(name) os.execute("kill -" .. name .. " " .. pid .. " 2>/dev/null") end
+  return h
+end
+
+--- Remove the temp dir.
+function Cli:close()
+  if self.tmp then os.execute("rm -rf " .. q(self.tmp)) end
+  self.tmp = nil
+end
+
+return M
