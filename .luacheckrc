@@ -34,6 +34,8 @@ include_files = { "lua/**/*.lua", "spec/**/*.lua", "bin/flowmusic" }
 local NGINX = "min+flowmusic_compat+ngx_lua+ngx_lua_newer"
 files["lua/flowmusic/ngx.lua"] = { std = NGINX }
 files["lua/flowmusic/ngx_thread.lua"] = { std = NGINX }
+files["lua/flowmusic/ngx_metrics.lua"] = { std = NGINX }
+files["lua/flowmusic/ngx_report.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/accounts.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/faults.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/handler.lua"] = { std = NGINX }

@@ -121,7 +121,7 @@ describe("flowmusic CLI", function()
         assert.truthy(contains(out, w), w)
       end
       _, out = run("usage --help")
-      assert.truthy(contains(out, "--by day|type|song"))
+      assert.truthy(contains(out, "--by day|account|type|song"))
       assert.equal(0, (run("accounts set-max-jobs --help")))
     end)
 

@@ -20,6 +20,7 @@ M.COMMANDS = {
   "accounts",
   "usage",
   "batch",
+  "status",
   "plan",
   "apply",
   "sandbox",

@@ -1,113 +1,80 @@
---- `flowmusic usage EMAIL [--by day|type|song]`: a readable usage report of one account.
--- A command module of flowmusic.cli.
+--- `flowmusic usage EMAIL | --all [--since DAY] [--until DAY] [--by ...] [--html FILE]`: a
+-- usage report of one account or of every account. A command module of flowmusic.cli; the
+-- work is in flowmusic.cli.usage_all.
 -- @module flowmusic.cli.usage
 local common = require "flowmusic.cli.common"
-local output = require "flowmusic.cli.output"
-local report = require "flowmusic.cli.usagereport"
+local defaults = require "flowmusic.defaults"
+local fleet_usage = require "flowmusic.fleet.usage"
+local usage_all = require "flowmusic.cli.usage_all"
 
 local DESCRIPTION = [[
-Usage report of one account (GET /accounts/usage): totals (credits charged by
-producer-usage + riffusion, tokens received from grant + daily-free; 12 tokens = 1
-credit), then a table per day, per event type and per song (conversation).
+Usage report (GET /accounts/usage) of one account, or with --all of every account (their
+usage fetched concurrently, each document reduced as it arrives and then dropped): totals
+(credits charged by producer-usage + riffusion, tokens received from grant + daily-free;
+12 tokens = 1 credit), then a table per day, per account (--all), per event type and per
+song (conversation). On a terminal (or with --chart) the per-day table is followed by bars.
+With --since/--until every total is recomputed from the events kept.
 
 With --json / --csv every row is one record with the columns
 section,email,key,title,kind,tokens,credits,charged_tokens,charged_credits,received_tokens,songs
-where section is total, day (key = YYYY-MM-DD), type (key = event type, kind =
-charged|received|other) or song (key = conversation id, title = song title);
---by keeps only the rows of that section.]]
+(with --all also share,error) where section is total, day (key = YYYY-MM-DD), account
+(--all; email, share of the fleet's charged credits, error when its usage call failed),
+type (key = event type, kind = charged|received|other) or song (key = conversation id,
+title = song title, email = its account); --by keeps only the rows of that section.]]
 
 local EPILOG = [[
 examples:
   flowmusic usage someone@example.com
   flowmusic usage someone@example.com --by song
   flowmusic usage someone@example.com --by day --csv > days.csv
+  flowmusic usage --all --since 2026-06-01 --until 2026-06-07 --html week.html
+  flowmusic usage --all --by account --json
 
-exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usage error,
-130/143 interrupted by SIGINT/SIGTERM.]]
-
-local DAY_COLUMNS = {
-  { key = "key", title = "DAY" },
-  { key = "charged_credits", title = "CHARGED CREDITS", right = true },
-  { key = "charged_tokens", title = "CHARGED TOKENS", right = true },
-  { key = "received_tokens", title = "RECEIVED TOKENS", right = true },
-  { key = "songs", title = "SONGS", right = true },
-}
-local TYPE_COLUMNS = {
-  { key = "key", title = "TYPE" }, { key = "kind", title = "KIND" },
-  { key = "tokens", title = "TOKENS", right = true }, { key = "credits", title = "CREDITS", right = true },
-}
-local SONG_COLUMNS = {
-  { key = "title", title = "SONG" }, { key = "key", title = "CONVERSATION" },
-  { key = "tokens", title = "TOKENS", right = true }, { key = "credits", title = "CREDITS", right = true },
-}
-
-local function human(r, email, by)
-  local out = io.stdout
-  local t = r.total
-  out:write(("Usage of %s"):format(common.clean(email)))
-  if r.first then out:write((", %s to %s"):format(common.clean(r.first), common.clean(r.last))) end
-  out:write((" (%d event row%s)\n"):format(r.events, r.events == 1 and "" or "s"))
-  out:write(("  charged:  %s credits (%s tokens)\n"):format(output.number(t.charged_credits),
-    output.number(t.charged_tokens)))
-  out:write(("  received: %s tokens\n"):format(output.number(t.received_tokens)))
-  out:write(("  songs:    %d\n"):format(#r.songs))
-  if by == nil or by == "day" then
-    out:write("\nPer day:\n")
-    out:write(#r.days > 0 and output.render(DAY_COLUMNS, r.days) or "  (no events)\n")
-  end
-  if by == nil or by == "type" then
-    out:write("\nPer type:\n")
-    out:write(#r.types > 0 and output.render(TYPE_COLUMNS, r.types) or "  (no events)\n")
-  end
-  if by == nil or by == "song" then
-    out:write("\nPer song:\n")
-    local rows = {}
-    for i, s in ipairs(r.songs) do
-      rows[i] = { title = s.title or "(untitled)", key = s.key, tokens = s.tokens, credits = s.credits }
-    end
-    out:write(#rows > 0 and output.render(SONG_COLUMNS, rows) or "  (no songs)\n")
-  end
-end
+exit status: 0 success, 1 an API call failed (e.g. 404 no such account; with --all, an
+account's usage or the account list: the report still covers the others), 2 usage error,
+130/143 interrupted by SIGINT/SIGTERM (with --all the report then covers the accounts read
+and names the others).]]
 
 local function run(args)
   common.catch_signals()
-  local mode = common.mode(args)
-  local email = args.email
+  local o, err = usage_all.options(args, args.email, common.mode(args))
+  if not o then return common.usage_error("usage", err) end
   local client, cerr = common.client(args)
   if not client then return common.usage_error("usage", cerr) end
-  local r = common.call(client, args, "GET /accounts/usage", { "get_usage", email })
+  local code = usage_all.run(client, o)
   client:close()
-  if not r.ok then
-    common.say("usage", common.error_message(r))
-    return common.FAILED
-  end
-  local rep = report.summarize(r.value, email)
-  if mode == "table" then
-    human(rep, email, args.by)
-  else
-    local w = output.writer(mode, report.COLUMNS)
-    if not args.by then w:add(rep.total) end
-    local sections = { day = rep.days, type = rep.types, song = rep.songs }
-    for _, name in ipairs({ "day", "type", "song" }) do
-      if not args.by or args.by == name then
-        for _, row in ipairs(sections[name]) do w:add(row) end
-      end
-    end
-    w:finish()
-  end
-  return common.OK
+  return code
+end
+
+local function day(v)
+  local d, msg = fleet_usage.parse_day(v)
+  if not d then return nil, msg end
+  return d
 end
 
 return {
   name = "usage",
-  summary = "Usage report of one account: totals, per day, per type, per song.",
+  summary = "Usage report of one account or of all (--all): totals, per day, account, type, song.",
   configure = function(cmd)
     cmd:description(DESCRIPTION)
     cmd:epilog(EPILOG)
-    cmd:argument("EMAIL", "The account's email address."):target("email")
+    cmd:argument("EMAIL", "The account's email address (none with --all)."):target("email"):args("?")
       :convert(function(v) return common.email(v) end)
-    cmd:option("--by", "Show only that table after the totals.")
-      :choices({ "day", "type", "song" }):argname("day|type|song"):overwrite(false)
+    cmd:flag("--all", "Every account of the API token.")
+    cmd:option("--since", "Keep only events on or after this UTC day.")
+      :argname("YYYY-MM-DD"):overwrite(false):convert(day)
+    cmd:option("--until", "Keep only events on or before this UTC day.")
+      :argname("YYYY-MM-DD"):overwrite(false):convert(day)
+    cmd:option("--by", "Show only that table after the totals (account: with --all).")
+      :choices({ "day", "account", "type", "song" }):argname("day|account|type|song"):overwrite(false)
+    cmd:option("--concurrency", ("With --all: usage calls in flight at once, 1-%d (default %d).")
+      :format(defaults.max_concurrency, defaults.cli_concurrency))
+      :argname("N"):overwrite(false)
+      :convert(common.converter(common.integer, 1, defaults.max_concurrency, "--concurrency"))
+    cmd:option("--html", "Also write the report as one self-contained HTML file (chart of charged "
+      .. "credits per day by account, tables; no script, no external assets).")
+      :argname("FILE"):overwrite(false)
+    cmd:flag("--chart", "Draw the per-day bars even when stdout is not a terminal (tables only).")
     common.connection_options(cmd)
     common.output_options(cmd)
   end,

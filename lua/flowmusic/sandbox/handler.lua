@@ -12,7 +12,7 @@ local usage = require "flowmusic.sandbox.usage"
 local util = require "flowmusic.sandbox.util"
 local watchdog = require "flowmusic.sandbox.watchdog"
 
-local M = { _VERSION = "0.1.0" }
+local M = { _VERSION = require("flowmusic.defaults").VERSION }
 
 local BASE = "/v1/flowmusic"
 local config = { token = "user:1-sandbox" }

@@ -12,7 +12,7 @@ local shell_quote, run, capture = host.shell_quote, host.run, host.capture
 local read_file, write_file, free_port = host.read_file, host.write_file, host.free_port
 local read_pid, lstat, is_sandbox_nginx = host.read_pid, host.lstat, host.is_sandbox_nginx
 
-local M = { _VERSION = "0.1.0" }
+local M = { _VERSION = require("flowmusic.defaults").VERSION }
 
 --- State and start time of a process (see flowmusic.sandbox.host).
 M.proc_info = host.proc_info
