@@ -261,8 +261,9 @@ describe("usage across the fleet", function()
 
   it("an account whose usage call fails gets its own row with the error, out of the totals; exit 1", function()
     local path = sb.base_url:match("^https?://[^/]+(.*)$") .. "/accounts/usage"
-    -- the sandbox matches a scripted fault's path without the query: the first usage call fails
-    sb:fault { fault = "status", code = 503, method = "GET", path = path, count = 1 }
+    -- the sandbox matches a scripted fault's path without the query, and the account by the
+    -- query's email: this one account's usage call fails
+    sb:fault { fault = "status", code = 503, method = "GET", path = path, email = emails[2], count = 1 }
     local code, out, err = run("usage --all --json --retries 0 --concurrency 2")
     assert.equal(1, code)
     local rows = jsonl(out)
@@ -273,7 +274,7 @@ describe("usage across the fleet", function()
         failed = r.email
       end
     end
-    assert.is_string(failed)
+    assert.equal(emails[2], failed)
     assert.truthy(contains(rows_of(rows, "account")[1].error or "", "503")
       or contains(out, "503"))
     assert.truthy(contains(err, failed))
@@ -322,6 +323,19 @@ describe("usage across the fleet", function()
     assert.equal(#emails, cancelled)
     assert.equal(0, rows[1].charged_credits)
     assert.truthy(contains(slurp(err), emails[#emails]))
+  end)
+
+  it("terminal escapes in song titles and emails never reach the terminal or the HTML raw", function()
+    local path = sb.base_url:match("^https?://[^/]+(.*)$") .. "/accounts/usage"
+    sb:fault { fault = "escape", method = "GET", path = path, email = emails[1], count = 1 }
+    local file = tmp .. "/escape.html"
+    local code, out, err = run("usage --all --chart --html " .. q(file))
+    assert.equal(0, code, err)
+    assert.truthy(contains(out, "Per song:"))
+    assert.truthy(contains(out, "pwned")) -- the poisoned titles are shown, escaped
+    for _, text in ipairs({ out, err, slurp(file) }) do
+      assert.falsy(text:find("[\27\7]"))
+    end
   end)
 
   it("--csv keeps the columns of usage EMAIL, then share and error", function()
