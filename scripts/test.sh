@@ -7,6 +7,7 @@
 #   5. the rockspec: `luarocks make` into a scratch tree, offline, then require + CLI
 #   6. `cmake --install` into a scratch prefix, then require from there
 #   7. the demo, the README's main job
+#   8. luacheck (zero warnings) and the LDoc API reference (zero warnings)
 # Ends with one line "N passed, N failed"; exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -105,6 +106,10 @@ cmake_install() {
 suite "cmake --install into a scratch prefix" cmake_install
 
 suite "the demo (scripts/demo.sh) runs" bash scripts/demo.sh
+
+suite "luacheck lua bin spec: zero warnings" bash scripts/lint.sh
+
+suite "API reference (LDoc, docs/api/): zero warnings" bash scripts/docs.sh
 
 echo "$passed passed, $failed failed"
 ((failed == 0))
