@@ -11,14 +11,7 @@ local API = "user:7777-APISENTINEL0123456789abcdef"
 local REFRESH = "REFRESHSENTINEL-fedcba9876543210zyxw"
 local ACCOUNTS = "/v1/flowmusic/accounts"
 
-local function pieces_in(s, secret)
-  local found = {}
-  for i = 1, #secret - 7 do
-    local piece = secret:sub(i, i + 7)
-    if s:find(piece, 1, true) then found[#found + 1] = piece end
-  end
-  return found
-end
+local pieces_in = h.secret_pieces
 
 local function assert_clean(s, where)
   s = tostring(s)

@@ -261,8 +261,9 @@ describe("usage across the fleet", function()
 
   it("an account whose usage call fails gets its own row with the error, out of the totals; exit 1", function()
     local path = sb.base_url:match("^https?://[^/]+(.*)$") .. "/accounts/usage"
-    -- the sandbox matches a scripted fault's path without the query: the first usage call fails
-    sb:fault { fault = "status", code = 503, method = "GET", path = path, count = 1 }
+    -- the sandbox matches a scripted fault's path without the query, and the account by the
+    -- query's email: this one account's usage call fails
+    sb:fault { fault = "status", code = 503, method = "GET", path = path, email = emails[2], count = 1 }
     local code, out, err = run("usage --all --json --retries 0 --concurrency 2")
     assert.equal(1, code)
     local rows = jsonl(out)
@@ -273,7 +274,7 @@ describe("usage across the fleet", function()
         failed = r.email
       end
     end
-    assert.is_string(failed)
+    assert.equal(emails[2], failed)
     assert.truthy(contains(rows_of(rows, "account")[1].error or "", "503")
       or contains(out, "503"))
     assert.truthy(contains(err, failed))
@@ -296,13 +297,15 @@ describe("usage across the fleet", function()
     sb:fault { fault = "latency", ms = 4000, method = "GET", path = path, count = 0 }
     local out, err, rc, pidf = tmp .. "/int.out", tmp .. "/int.err", tmp .. "/int.rc", tmp .. "/int.pid"
     os.remove(rc)
+    local seen_before = sb:requests().by["GET " .. path] or 0
     os.execute(("(env USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s %s bin/flowmusic usage --all --json --concurrency 1"
       .. " </dev/null >%s 2>%s & echo $! >%s; wait $!; echo $? >%s) &")
       :format(q(API_TOKEN), q(sb.base_url), LUA, q(out), q(err), q(pidf), q(rc)))
     local socket = require "socket"
     local deadline = socket.gettime() + 20
     local usage_key = "GET " .. path
-    repeat socket.sleep(0.05) until (sb:requests().by[usage_key] or 0) >= 1 or socket.gettime() > deadline
+    -- (started before this line: count from what the sandbox had seen before the command ran)
+    repeat socket.sleep(0.05) until (sb:requests().by[usage_key] or 0) >= seen_before + 1 or socket.gettime() > deadline
     local pid = tonumber(slurp(pidf):match("%d+"))
     assert(pid, "no pid")
     os.execute("kill -INT " .. pid)
@@ -320,6 +323,19 @@ describe("usage across the fleet", function()
     assert.equal(#emails, cancelled)
     assert.equal(0, rows[1].charged_credits)
     assert.truthy(contains(slurp(err), emails[#emails]))
+  end)
+
+  it("terminal escapes in song titles and emails never reach the terminal or the HTML raw", function()
+    local path = sb.base_url:match("^https?://[^/]+(.*)$") .. "/accounts/usage"
+    sb:fault { fault = "escape", method = "GET", path = path, email = emails[1], count = 1 }
+    local file = tmp .. "/escape.html"
+    local code, out, err = run("usage --all --chart --html " .. q(file))
+    assert.equal(0, code, err)
+    assert.truthy(contains(out, "Per song:"))
+    assert.truthy(contains(out, "pwned")) -- the poisoned titles are shown, escaped
+    for _, text in ipairs({ out, err, slurp(file) }) do
+      assert.falsy(text:find("[\27\7]"))
+    end
   end)
 
   it("--csv keeps the columns of usage EMAIL, then share and error", function()

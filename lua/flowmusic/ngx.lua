@@ -30,8 +30,10 @@ local errors = require "flowmusic.errors"
 
 local M = {}
 
---- Module and function `ngx.run_worker_thread` runs in the worker thread's VM.
-M.THREAD_MODULE, M.THREAD_FUNCTION = "flowmusic.ngx_thread", "run"
+--- Module `ngx.run_worker_thread` runs in the worker thread's VM.
+M.THREAD_MODULE = "flowmusic.ngx_thread"
+--- Function of THREAD_MODULE it calls.
+M.THREAD_FUNCTION = "run"
 
 --- Phases (`ngx.get_phase()`) where a call goes to the thread pool.
 M.YIELDABLE = { rewrite = true, server_rewrite = true, access = true, content = true, timer = true }

@@ -211,7 +211,7 @@ function M.run(args)
     return stopped
   end
 
-  local r = common.call(client, args, "list accounts", { "list_accounts" })
+  local r = common.call(client, args, { "list_accounts" })
   client:close()
   if not r.ok then
     if common.interrupted() then return common.interrupted() end

@@ -338,11 +338,16 @@ function M.interrupted()
   return M.SIGINT, "SIGINT"
 end
 
+--- The short label of an operation, from its record in the operation table.
+function M.label(op_name)
+  return require("flowmusic.ops").get(op_name).label
+end
+
 --- Run one client call through client:batch (to learn status, attempts and elapsed time).
 -- @return the batch result { ok, value, err, status, attempts, elapsed, created, note }
-function M.call(client, args, label, call)
+function M.call(client, args, call)
   local r = client:batch({ call }, { concurrency = 1, cancel = M.cancel })[1]
-  if args.verbose then io.stderr:write(M.clean(M.verbose_line(label, r)), "\n") end
+  if args.verbose then io.stderr:write(M.clean(M.verbose_line(M.label(call[1]), r)), "\n") end
   return r
 end
 

@@ -45,6 +45,7 @@ examples:
   flowmusic accounts add --refresh-token-file token.txt --max-jobs 4
   flowmusic accounts set-max-jobs someone@example.com 8
   flowmusic usage someone@example.com --by day
+  flowmusic usage --all --since 2026-06-01 --html report.html
   flowmusic batch examples/batch.csv --concurrency 8
   flowmusic batch examples/batch.jsonl --dry-run
   flowmusic sandbox start          # a local fake of the API; prints its base URL

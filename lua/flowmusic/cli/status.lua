@@ -150,7 +150,7 @@ function M.run(args)
   local on_result
   if args.verbose then
     on_result = function(rec, r)
-      io.stderr:write(common.clean(common.verbose_line("GET /accounts/" .. rec.email, r)), "\n")
+      io.stderr:write(common.clean(common.verbose_line(common.label("get_account") .. " " .. rec.email, r)), "\n")
     end
   end
   local records, summary = status.collect(client, { min_credits = args.min_credits,
