@@ -89,6 +89,29 @@ describe("flowmusic CLI interrupted by signals", function()
     assert.truthy(n.interrupted > 0)
   end)
 
+  it("SIGINT at any moment of start-up is never lost: exit 130, no stack trace", function()
+    sb:seed(1)
+    sb:fault { fault = "latency", ms = 3000, method = "GET", count = 0 }
+    for _, pause in ipairs({ 0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15 }) do
+      local h = c:spawn("accounts list --json")
+      -- Count from the moment the interpreter runs: before, the starting shell still ignores
+      -- SIGINT (POSIX, for background commands) and a signal would prove nothing.
+      local t0 = socket.gettime()
+      repeat
+        local p = io.popen("readlink /proc/" .. h.pid .. "/exe 2>/dev/null")
+        local exe = p:read("*l") or ""
+        p:close()
+      until exe:find("lua") or h.done() or socket.gettime() - t0 > 10
+      if pause > 0 then socket.sleep(pause) end
+      h.signal("INT")
+      assert.equal(130, h.wait(30), "SIGINT after " .. pause .. " s")
+      local err = h.err()
+      assert.falsy(contains(err, "traceback"), err)
+      assert.falsy(err:find("%.lua:%d"), err)
+      assert.falsy(contains(err, "internal error"), err)
+    end
+  end)
+
   it("SIGINT or SIGTERM during accounts get: exit 130/143, no stack trace", function()
     local email = sb:seed(1)[1]
     sb:fault { fault = "latency", ms = 3000, method = "GET", count = 0 }

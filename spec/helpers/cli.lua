@@ -56,7 +56,9 @@ function Cli:command(argv, opts)
   local env = {}
   for k, v in pairs(self.env) do env[k] = v end
   for k, v in pairs(opts.env or {}) do env[k] = v end
-  local parts = { "exec env -u USEAPI_TOKEN -u FLOWMUSIC_BASE_URL" }
+  -- SIGINT/SIGTERM back to their default: a shell starts background commands with SIGINT
+  -- ignored, and a signal sent before the CLI's handler would be lost, unlike on a terminal.
+  local parts = { "exec env --default-signal=INT,TERM -u USEAPI_TOKEN -u FLOWMUSIC_BASE_URL" }
   for k, v in pairs(env) do
     if v then parts[#parts + 1] = k .. "=" .. q(v) end
   end

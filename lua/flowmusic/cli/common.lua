@@ -309,6 +309,9 @@ local signals
 function M.catch_signals()
   if signals then return true end
   local ok, lib = pcall(require, "flowmusic")
+  -- A Ctrl-C that came before the library's handler (the interpreter's own "interrupted!")
+  -- must not be swallowed here: main turns it into exit status 130.
+  if not ok and tostring(lib):find("interrupted!$") then error(lib, 0) end
   if not ok or type(lib.signals) ~= "table" or not lib.signals.catch then return false end
   lib.signals.catch()
   signals = lib.signals

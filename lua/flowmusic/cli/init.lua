@@ -135,8 +135,15 @@ end
 -- @param argv array of strings (the script's `arg`)
 -- @return exit status
 function M.main(argv)
-  local ok, code = xpcall(function() return M.run(argv) end, internal_message)
+  local ok, code = xpcall(function() return M.run(argv) end, function(e)
+    if type(e) == "string" and e:find("interrupted!$") then return false end
+    return internal_message(e)
+  end)
   if ok then return code end
+  if code == false then -- Ctrl-C before any command caught signals (the interpreter's handler)
+    io.stderr:write("flowmusic: interrupted\n")
+    return common.SIGINT
+  end
   io.stderr:write("flowmusic: internal error: ", code, "\n")
   return common.FAILED
 end
