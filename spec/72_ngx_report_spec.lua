@@ -119,6 +119,7 @@ describe("GET /report in nginx", function()
     assert.truthy(srv:error_log():find("flowmusic.ngx_report: refresh failed", 1, true))
     -- and one that works replaces it
     s2, b2 = srv:get("/t/refresh")
+    assert.equal(200, s2)
     assert.equal("true nil\n", b2)
   end)
 end)
