@@ -170,6 +170,35 @@ print(time.monotonic() - t)]]):format(require("cjson").encode(emails), sb.base_u
   report(4, ("RSS after %d get_account calls"):format(N_RSS), after / 1024, "MiB")
   report(4, "RSS growth", (after - before) / 1024, "MiB", nil, "target < 1 MiB")
   report(4, "(throughput during the run)", N_RSS / t, "calls/s")
+  ------------------------------------------------ (5) decoding bound: 60 MB of nested arrays
+  -- Each in a fresh process, so VmHWM (peak RSS) is this decode's alone.
+  io.stderr:write("(5) a 60 MB body of nested empty arrays: peak RSS\n")
+  sb:fault { fault = "wide_json", mb = 60, method = "GET", path = "/v1/flowmusic/big", count = 0 }
+  local function peak(script)
+    local out = sh("lua5.4 -e " .. q(([[
+      local function hwm() for l in io.lines("/proc/self/status") do
+        local kb = l:match("^VmHWM:%%s+(%%d+)") if kb then return tonumber(kb) end end end
+      local before = hwm()
+      local t0 = require("flowmusic.core").now()
+      %s
+      io.write(before, " ", hwm(), " ", require("flowmusic.core").now() - t0, " ", what)]]):format(script)))
+    local before, after, secs, what = out:match("^(%d+) (%d+) (%S+) (.*)$")
+    return (tonumber(after) - tonumber(before)) / 1024, tonumber(secs), what
+  end
+  local fm_peak, fm_secs, fm_what = peak(([[
+      local c = require("flowmusic").new { token = %q, base_url = %q }
+      local v, err = c:request("GET", "/big")
+      local what = err and (err.kind .. "/" .. tostring(err.reason)) or "decoded"]]):format(sb.token, sb.base_url))
+  local cj_peak, cj_secs = peak(([[
+      local body = io.popen("curl -s -H %s %s"):read("*a")
+      require("cjson").decode(body)
+      local what = "decoded"]]):format(q(auth), q(sb.base_url .. "/big")))
+  sb:clear_faults()
+  report(5, "flowmusic: peak RSS growth (" .. fm_what .. ")", fm_peak, "MiB", fm_peak / cj_peak, "target well under 1 GiB")
+  report(5, "  time to refuse it", fm_secs, "s")
+  report(5, "cjson.decode of the same body: peak RSS growth", cj_peak, "MiB", 1)
+  report(5, "  time to decode it", cj_secs, "s")
+
   client:close()
 end)
 sb:stop()

@@ -2,7 +2,9 @@
 # The flowmusic demo: installs what it needs (Debian), builds the C core, starts the local
 # sandbox of the Flow Music accounts API, and drives it with the command line tool:
 # adds accounts, runs examples/batch.csv (which has two rows that fail on purpose, to show
-# the report), prints the accounts table and a usage report, then stops the sandbox.
+# the report), prints the accounts table and a usage report, brings the fleet to what
+# examples/fleet.csv says (plan, apply), shows every account's health (status) and what the
+# fleet spent (usage --all), then stops the sandbox.
 # Exits 0 when the demo ran, even though the batch reported failed rows.
 # Run from anywhere: bash scripts/demo.sh
 set -euo pipefail
@@ -47,6 +49,31 @@ fm accounts list
 echo
 echo "== flowmusic usage alice@example.com"
 fm usage alice@example.com
+
+echo
+echo "== declarative fleet: examples/fleet.csv says which accounts should exist, and how"
+# Token files must not be readable by others (plan and apply warn, as ssh does).
+chmod 600 examples/tokens/*.txt
+echo "   (frank's refresh token expires: his account falls into error state)"
+fm accounts add --refresh-token-file examples/tokens/frank-broken.txt >/dev/null
+echo "== flowmusic plan examples/fleet.csv"
+fm plan examples/fleet.csv
+echo
+echo "== flowmusic apply examples/fleet.csv --yes"
+fm apply examples/fleet.csv --yes
+echo
+echo "== flowmusic plan examples/fleet.csv --detailed-exitcode (0: nothing left to do)"
+fm plan examples/fleet.csv --detailed-exitcode
+
+echo
+echo "== flowmusic status --min-credits 50 (every account's health; exit 1 when one needs attention)"
+status=0
+fm status --min-credits 50 || status=$?
+echo "(status exit status $status)"
+
+echo
+echo "== flowmusic usage --all --chart (what the fleet spent: per day, account, type and song)"
+fm usage --all --chart
 
 echo
 echo "== stopping the sandbox"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install (only when missing) the Debian packages flowmusic needs, then build the C core.
 #   scripts/setup.sh            runtime + build: Lua 5.4, libcurl, cjson, nginx for the sandbox
-#   scripts/setup.sh --test     also what the test suite needs (busted, Lua 5.1, python3-requests)
+#   scripts/setup.sh --test     also what the test suite needs (busted, Lua 5.1, python3-requests,
+#                               prometheus)
 # Builds build/ (Lua 5.4); with --test also build51/ (Lua 5.1 API) and build-asan/.
 # With --test also: Lua 5.2, 5.3 and LuaJIT (luajit2), luacheck, LDoc (+ lua-markdown),
 # Prometheus, Chromium; builds build52/ and build53/ too, and every build uses -Werror.
@@ -17,6 +18,7 @@ with_tests=0
 if [[ ${1:-} == --test ]]; then
     with_tests=1
     packages+=(lua5.1 liblua5.1-0-dev lua-busted luarocks curl openssl python3-requests)
+    packages+=(prometheus)  # prometheus + promtool: spec/5x_status_*
 fi
 
 if ((with_tests)); then

@@ -87,7 +87,8 @@ describe("flowmusic sandbox", function()
     local log = f:read("*a")
     f:close()
     for line in log:gmatch("[^\n]+") do
-      assert.is_nil(line:match("%[(error)%]") or line:match("%[(alert)%]") or line:match("%[(crit)%]") or line:match("%[(emerg)%]"), line)
+      assert.is_nil(line:match("%[(error)%]") or line:match("%[(alert)%]") or line:match("%[(crit)%]")
+                    or line:match("%[(emerg)%]"), line)
     end
     sb:stop()
     assert.is_true(sb:stop()) -- idempotent
@@ -141,8 +142,10 @@ describe("flowmusic sandbox", function()
     }
     for _, call in ipairs(calls) do
       it("answers 401 JSON on " .. call[1] .. " " .. call[2] .. " without or with a wrong token", function()
-        for _, token in ipairs({ false, "user:42-Wrong", "user:42-SpecToke", "USER:42-SpecToken", "user:42-SpecTokenX" }) do
-          local code, body, headers = sb:api(call[1], call[2], { token = token, json = { refresh_token = "sandbox:plus:a@b.com" } })
+        for _, token in ipairs({ false, "user:42-Wrong", "user:42-SpecToke", "USER:42-SpecToken",
+                                 "user:42-SpecTokenX" }) do
+          local code, body, headers = sb:api(call[1], call[2],
+            { token = token, json = { refresh_token = "sandbox:plus:a@b.com" } })
           assert.are.equal(401, code)
           assert.are.same({ error = "Unauthorized", code = 401 }, body)
           assert.are.equal("application/json", headers["content-type"])
@@ -151,7 +154,8 @@ describe("flowmusic sandbox", function()
     end
 
     it("requires the exact 'Bearer <token>' form", function()
-      local code = sb:api("GET", "/accounts", { token = false, headers = { Authorization = "bearer user:42-SpecToken" } })
+      local code = sb:api("GET", "/accounts",
+        { token = false, headers = { Authorization = "bearer user:42-SpecToken" } })
       assert.are.equal(401, code)
       code = sb:api("GET", "/accounts", { token = false, headers = { Authorization = "user:42-SpecToken" } })
       assert.are.equal(401, code)
@@ -283,7 +287,8 @@ describe("flowmusic sandbox", function()
     end)
 
     it("treats JSON null as an absent field", function()
-      local code, r = sb:api("POST", "/accounts", { body = '{"refresh_token":"sandbox:plus:n@example.com","maxJobs":null}',
+      local code, r = sb:api("POST", "/accounts", {
+        body = '{"refresh_token":"sandbox:plus:n@example.com","maxJobs":null}',
         headers = { ["Content-Type"] = "application/json" } })
       assert.are.equal(201, code)
       assert.are.equal(12, r.maxJobs)
@@ -291,7 +296,8 @@ describe("flowmusic sandbox", function()
 
     it("rejects a body that is neither a JSON object nor multipart with 400", function()
       for _, body in ipairs({ "", "not json", "[]", '["refresh_token"]', '"x"', "42", '{"refresh_token":' }) do
-        local code, b = sb:api("POST", "/accounts", { body = body, headers = { ["Content-Type"] = "application/json" } })
+        local code, b = sb:api("POST", "/accounts",
+          { body = body, headers = { ["Content-Type"] = "application/json" } })
         assert_error(code, b, 400, "Request body must be a JSON object or multipart/form-data")
       end
       local code, b = sb:api("POST", "/accounts", { body = "refresh_token=sandbox%3Aplus%3Ax%40y.z",
@@ -711,7 +717,8 @@ describe("flowmusic sandbox", function()
 
     it("answers 404 for unknown control endpoints and 400 for bad bodies", function()
       assert.are.equal(404, (sb:control("GET", "/__sandbox/nothing")))
-      local code = sb:http("POST", "/__sandbox/faults", { body = "[1", headers = { ["Content-Type"] = "application/json" } })
+      local code = sb:http("POST", "/__sandbox/faults",
+        { body = "[1", headers = { ["Content-Type"] = "application/json" } })
       assert.are.equal(400, code)
     end)
   end)
@@ -767,7 +774,8 @@ describe("flowmusic sandbox", function()
       local code, msg = fault_get("reset")
       assert.is_nil(code)
       assert.are.equal("closed", msg)
-      local out, rc = sh("curl -sS -o /dev/null -H " .. q("X-Sandbox-Fault: reset") .. " " .. q(sb.base_url .. "/accounts") .. " 2>&1")
+      local out, rc = sh("curl -sS -o /dev/null -H " .. q("X-Sandbox-Fault: reset") .. " "
+        .. q(sb.base_url .. "/accounts") .. " 2>&1")
       assert.are.equal(56, rc)
       assert.matches("reset by peer", out)
     end)
@@ -796,6 +804,8 @@ describe("flowmusic sandbox", function()
       sb:seed(1)
       data = raw_get(sb, "/accounts/seed-01%40sandbox.test", "X-Sandbox-Fault: short_body apply=1\r\n")
       status, headers, body = parse_raw(data)
+      assert.are.equal(200, status)
+      assert.is_true(#body < tonumber(headers["content-length"]))
       assert.matches('^{"email":"seed%-01@sandbox%.test"', body)
     end)
 
@@ -911,6 +921,7 @@ describe("flowmusic sandbox", function()
       assert.are.equal(string.rep("[", 10000) .. string.rep("]", 10000), text)
       code, text = sb:http("GET", sb.base_url .. "/accounts",
         { headers = { Authorization = "Bearer " .. sb.token, ["X-Sandbox-Fault"] = "deep_json depth=3" } })
+      assert.are.equal(200, code)
       assert.are.equal("[[[]]]", text)
     end)
 
@@ -1013,7 +1024,8 @@ describe("flowmusic sandbox", function()
       local urls = {}
       for _ = 1, 50 do urls[#urls + 1] = q(sb.base_url .. "/accounts") end
       local t0 = socket.gettime()
-      local out, rc = sh("curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max 50 -o /dev/null -w '%{http_code}\\n' -H "
+      local out, rc = sh("curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max 50"
+        .. " -o /dev/null -w '%{http_code}\\n' -H "
         .. q("Authorization: Bearer " .. sb.token) .. " -H " .. q("X-Sandbox-Fault: latency ms=200") .. " "
         .. table.concat(urls, " ") .. " 2>/dev/null")
       local elapsed = socket.gettime() - t0
@@ -1038,7 +1050,8 @@ describe("flowmusic sandbox", function()
       end
       for round = 1, 2 do
         for _, c in ipairs(conns) do
-          assert(c:send("GET /v1/flowmusic/accounts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " .. sb.token .. "\r\n\r\n"))
+          assert(c:send("GET /v1/flowmusic/accounts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " .. sb.token
+            .. "\r\n\r\n"))
         end
         for _, c in ipairs(conns) do
           local status = c:receive("*l")
@@ -1105,7 +1118,8 @@ print(response.status_code, response.json())
       local py = vendor([[
 import requests, urllib.parse
 email = 'EMAIL'
-r = requests.get('https://api.useapi.net/v1/flowmusic/accounts/' + urllib.parse.quote(email, safe=''), headers={'Authorization': 'Bearer YOUR_API_TOKEN'})
+r = requests.get('https://api.useapi.net/v1/flowmusic/accounts/' + urllib.parse.quote(email, safe=''),
+                 headers={'Authorization': 'Bearer YOUR_API_TOKEN'})
 print(r.status_code, r.json())
 ]])
       out, rc = sh(PY .. " -c " .. q(py) .. " 2>&1")
@@ -1165,15 +1179,17 @@ describe("sandbox lifecycle", function()
     out, rc = sh("bin/flowmusic sandbox start --dir " .. q(dir) .. " 2>&1")
     assert.are.equal(1, rc)
     assert.matches("already running", out)
-    out, rc = sh("curl -s -H 'Authorization: Bearer user:5-cli' " .. q(last .. "/accounts"))
+    out = sh("curl -s -H 'Authorization: Bearer user:5-cli' " .. q(last .. "/accounts"))
     assert.are.equal("{}", out)
     out, rc = sh("bin/flowmusic sandbox stop --dir " .. q(dir) .. " 2>&1")
     assert.are.equal(0, rc, out)
     assert.is_false(listening(port))
     out, rc = sh("bin/flowmusic sandbox status --dir " .. q(dir))
     assert.are.equal(1, rc)
+    assert.matches("not running", out)
     out, rc = sh("bin/flowmusic sandbox stop --dir " .. q(dir) .. " 2>&1")
     assert.are.equal(1, rc)
+    assert.matches("no sandbox running", out)
     sh("rm -rf " .. q(dir))
   end)
 

@@ -107,6 +107,60 @@ describe("sandbox under abuse", function()
       assert.is_true(#small.events < 50)
     end)
 
+    it("a usage document at the maximum does not wedge the sandbox: other requests are answered meanwhile", function()
+      post({ refresh_token = "sandbox:plus:max@x.com" })
+      assert.are.equal(200, (sb:control("POST", "usage", { email = "max@x.com", events = 200000 })))
+      local done = sb.dir .. "/usage-done"
+      os.remove(done)
+      -- curl reports when the first byte of the answer came (seconds after its own start)
+      os.execute("(start=$(date +%s.%N); curl -sS -o " .. q(sb.dir .. "/usage.json")
+        .. " -w '%{http_code} %{time_starttransfer}' -H " .. q("Authorization: Bearer " .. sb.token) .. " "
+        .. q(sb.base_url .. "/accounts/usage?email=max%40x.com") .. " > " .. q(done .. ".tmp")
+        .. "; echo \" $start\" >> " .. q(done .. ".tmp") .. "; mv " .. q(done .. ".tmp") .. " " .. q(done)
+        .. ") >/dev/null 2>&1 &")
+      local socket = require "socket"
+      -- once the request has arrived (it is counted first), other requests are answered
+      -- before the usage document is: it is built in slices
+      local deadline = socket.gettime() + 30
+      repeat
+        local counts = sb:requests()
+        local arrived = counts.by["GET /v1/flowmusic/accounts/usage"] == 1
+        if not arrived then socket.sleep(0.01) end
+      until arrived or socket.gettime() > deadline
+      assert.are.equal(200, (sb:control("GET", "health")))
+      assert.are.equal(200, (sb:api("GET", "/accounts")))
+      local answered = socket.gettime()
+      repeat socket.sleep(0.05) until io.open(done) or socket.gettime() > deadline + 60
+      local status, first_byte, start = assert(io.open(done)):read("*a"):match("^(%d+) ([%d.]+)%s+([%d.]+)")
+      assert.are.equal("200", status)
+      assert.is_true(answered < tonumber(start) + tonumber(first_byte),
+                     "the others waited for the usage document")
+      local f = assert(io.open(sb.dir .. "/usage.json"))
+      local size = f:seek("end")
+      f:close()
+      assert.is_true(size > 40 * 1000 * 1000, "only " .. size .. " bytes")
+    end)
+
+    it("a client hanging up while its large document is built does not hold up the next one", function()
+      post({ refresh_token = "sandbox:plus:quit@x.com" })
+      post({ refresh_token = "sandbox:plus:next@x.com" })
+      assert.are.equal(200, (sb:control("POST", "usage", { email = "quit@x.com", events = 200000 })))
+      assert.are.equal(200, (sb:control("POST", "usage", { email = "next@x.com", events = 1000 })))
+      local socket = require "socket"
+      local c = socket.tcp()
+      c:settimeout(5)
+      assert(c:connect("127.0.0.1", sb.port))
+      assert(c:send("GET /v1/flowmusic/accounts/usage?email=quit%40x.com HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        .. "Authorization: Bearer " .. sb.token .. "\r\n\r\n"))
+      local deadline = socket.gettime() + 30
+      repeat socket.sleep(0.01)
+      until (sb:requests().by["GET /v1/flowmusic/accounts/usage"] or 0) >= 1 or socket.gettime() > deadline
+      c:close() -- nginx ends that request at its next slice
+      local code, doc = sb:api("GET", "/accounts/usage?email=next%40x.com", { timeout = 60 })
+      assert.are.equal(200, code, tostring(doc))
+      assert.are.equal(1000, #doc.events)
+    end)
+
     it("fault parameters: numbers in range, messages at most 1024 bytes, no control characters in headers", function()
       local bad = {
         "latency ms=1e300", "latency ms=600001", "stall ms=-1", "endless seconds=3601",
@@ -220,8 +274,10 @@ describe("sandbox under abuse", function()
       sb:seed(2)
       for _, args in ipairs({
         "-H 'Origin: http://evil.example' " .. q(sb.root .. "/__sandbox/health"),
-        "-X POST -H 'Origin: http://evil.example' -H 'Content-Type: application/json' -d '{}' " .. q(sb.root .. "/__sandbox/reset"),
-        "-X POST -H 'Origin: null' -H 'Content-Type: application/json' -d '{\"fault\":\"reset\",\"count\":0}' " .. q(sb.root .. "/__sandbox/faults"),
+        "-X POST -H 'Origin: http://evil.example' -H 'Content-Type: application/json' -d '{}' "
+          .. q(sb.root .. "/__sandbox/reset"),
+        "-X POST -H 'Origin: null' -H 'Content-Type: application/json' -d '{\"fault\":\"reset\",\"count\":0}' "
+          .. q(sb.root .. "/__sandbox/faults"),
         "-X DELETE -H 'Origin: http://127.0.0.1' " .. q(sb.root .. "/__sandbox/faults"),
       }) do
         local code, body = curl(args)
@@ -235,7 +291,8 @@ describe("sandbox under abuse", function()
 
     it("accept a body only as application/json (415 JSON otherwise), and do nothing", function()
       sb:seed(2)
-      for _, ctype in ipairs({ "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "" }) do
+      for _, ctype in ipairs({ "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                               "" }) do
         local args = "-X POST " .. (ctype ~= "" and ("-H " .. q("Content-Type: " .. ctype)) or "-H 'Content-Type:'")
           .. " --data-binary '{}' " .. q(sb.root .. "/__sandbox/reset")
         local code, body = curl(args)
@@ -244,7 +301,8 @@ describe("sandbox under abuse", function()
       end
       local _, list = sb:api("GET", "/accounts")
       assert.is_table(list["seed-01@sandbox.test"])
-      local code = curl("-X POST -H 'Content-Type: application/json; charset=utf-8' -d '{}' " .. q(sb.root .. "/__sandbox/reset"))
+      local code = curl("-X POST -H 'Content-Type: application/json; charset=utf-8' -d '{}' "
+        .. q(sb.root .. "/__sandbox/reset"))
       assert.are.equal(200, code)
       _, list = sb:api("GET", "/accounts")
       assert.are.same({}, list)

@@ -80,7 +80,8 @@ describe("sandbox hostile faults", function()
     assert.are.equal("seed-01@sandbox.test", cjson.decode(chunk).email)
     assert.are.equal("0\r\nContent-Length: 5\r\n\r\n", after)
     -- curl reads it as the complete body it is
-    local out = capture("curl -sS -H " .. q("Authorization: Bearer " .. sb.token) .. " -H 'X-Sandbox-Fault: cl_trailer' "
+    local out = capture("curl -sS -H " .. q("Authorization: Bearer " .. sb.token)
+      .. " -H 'X-Sandbox-Fault: cl_trailer' "
       .. q(sb.base_url .. "/accounts"))
     assert.are.equal('{"email":"hostile@flowmusic.sandbox","tier":"plus"}', out)
   end)
@@ -130,7 +131,7 @@ describe("sandbox hostile faults", function()
     assert.are.equal(296, body.error:find(sb.token, 1, true))
     assert.is_number(body.error:find(rt, 1, true))
     code, body = sb:api("POST", "/accounts", { json = { refresh_token = rt },
-                                               headers = { ["X-Sandbox-Fault"] = "echo_secret secret=refresh offset=290" } })
+      headers = { ["X-Sandbox-Fault"] = "echo_secret secret=refresh offset=290" } })
     assert.are.equal(400, code)
     assert.are.equal(291, body.error:find(rt, 1, true))
     assert.is_number(body.error:find(sb.token, 1, true))
@@ -145,7 +146,8 @@ describe("sandbox hostile faults", function()
     local form = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"refresh_token\"\r\n\r\n" .. rt
       .. "\r\n--" .. boundary .. "--\r\n"
     code, body = sb:api("POST", "/accounts", { body = form, headers = {
-      ["Content-Type"] = "multipart/form-data; boundary=" .. boundary, ["X-Sandbox-Fault"] = "echo_secret secret=refresh" } })
+      ["Content-Type"] = "multipart/form-data; boundary=" .. boundary,
+      ["X-Sandbox-Fault"] = "echo_secret secret=refresh" } })
     assert.are.equal(400, code)
     assert.are.equal(296, body.error:find(rt, 1, true))
   end)

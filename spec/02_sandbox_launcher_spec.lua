@@ -12,7 +12,8 @@ local LUA = _VERSION == "Lua 5.1" and "lua5.1" or ("lua" .. _VERSION:match("%d%.
 
 -- A fresh private directory (removed by the caller).
 local function temp_dir()
-  local d = capture("mktemp -d " .. q((os.getenv("TMPDIR") or "/tmp") .. "/flowmusic-launcher-spec.XXXXXX")):gsub("%s+$", "")
+  local template = (os.getenv("TMPDIR") or "/tmp") .. "/flowmusic-launcher-spec.XXXXXX"
+  local d = capture("mktemp -d " .. q(template)):gsub("%s+$", "")
   assert(d ~= "", "mktemp failed")
   return d
 end
@@ -134,7 +135,8 @@ describe("sandbox launcher: the directory", function()
     assert.matches("error%.log is a symbolic link", err)
     assert.are.equal("precious\n", host.read_file(victim))
     -- a dangling link where the token file goes
-    assert(run("rm " .. q(dir .. "/error.log") .. " && ln -s " .. q(base .. "/catch") .. " " .. q(dir .. "/sandbox.info")))
+    assert(run("rm " .. q(dir .. "/error.log") .. " && ln -s " .. q(base .. "/catch") .. " "
+      .. q(dir .. "/sandbox.info")))
     url, err = server.start({ dir = dir })
     assert.is_nil(url)
     assert.matches("sandbox%.info is a symbolic link", err)
@@ -265,6 +267,13 @@ describe("sandbox launcher against another local user (as root)", function()
     assert.are.equal("0", stat("%u", victim))
     -- nothing of ours landed in that user's directory
     assert.are.equal("error.log", (capture("ls -A " .. q(dir)):gsub("%s+$", "")))
+    -- stop there touches nothing either
+    out, rc = as_user("echo 'pid=1' > " .. q(dir .. "/sandbox.info") .. " && echo 1 > " .. q(dir .. "/nginx.pid"))
+    assert.are.equal(0, rc, out)
+    assert.is_nil((server.stop({ dir = dir, remove = true })))
+    assert.are.equal("pid=1\n", host.read_file(dir .. "/sandbox.info"))
+    out, rc = as_user("rm " .. q(dir .. "/sandbox.info") .. " " .. q(dir .. "/nginx.pid"))
+    assert.are.equal(0, rc, out)
     -- a directory that user owns with mode 0700 is refused just the same
     out, rc = as_user("rm " .. q(dir .. "/error.log") .. " && chmod 700 " .. q(dir))
     assert.are.equal(0, rc, out)
@@ -337,7 +346,8 @@ describe("sandbox launcher: nginx builds", function()
     assert(host.write_file(fake, table.concat({
       "#!/bin/sh",
       'if [ "$1" = -V ]; then',
-      "  " .. server.NGINX .. " -V 2>&1 | sed 's#configure arguments:#configure arguments: --add-module=../ngx_lua-0.10.26#' >&2",
+      "  " .. server.NGINX .. " -V 2>&1"
+        .. " | sed 's#configure arguments:#configure arguments: --add-module=../ngx_lua-0.10.26#' >&2",
       "  exit 0",
       "fi",
       "exec " .. server.NGINX .. " -g 'load_module " .. server.MODULES .. "/ndk_http_module.so; load_module "

@@ -34,7 +34,7 @@ describe("flowmusic through a proxy", function()
   -- answered, so it may lag the client by a moment (bounded wait, 2 s).
   local function log_with(wanted)
     local socket = require "socket"
-    local deadline, log = socket.gettime() + 2, ""
+    local deadline, log = socket.gettime() + 2
     repeat
       log = openresty.read_file(proxy.dir .. "/logs/proxy.log") or ""
       local all = true

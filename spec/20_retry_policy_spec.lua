@@ -1,6 +1,6 @@
 -- The retry policy as a table: every row of the README's policy, with exact delays from an
 -- injected random source and clock. Pure function: no server involved.
-local h = require "spec.helpers.client" -- sets up package paths
+require "spec.helpers.client" -- sets up package paths
 local retry = require "flowmusic.retry"
 local errors = require "flowmusic.errors"
 

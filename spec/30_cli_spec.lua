@@ -143,7 +143,7 @@ describe("flowmusic CLI", function()
       assert.truthy(out:find("result:%s+added"))
       assert.truthy(out:find("email:%s+alice@example.com"))
       assert.truthy(out:find("maxJobs:%s+3"))
-      assert.truthy(err:find("POST /accounts %(refresh_token%): 201, 1 attempt"))
+      assert.truthy(err:find("add account: 201, 1 attempt"))
       -- A second add refreshes.
       code, out = run("accounts add --refresh-token-file=" .. q(f) .. " --json")
       assert.equal(0, code)

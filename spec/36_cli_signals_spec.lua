@@ -67,8 +67,8 @@ describe("flowmusic CLI interrupted by signals", function()
       if r.status == "ok" then assert.equal(3, acct.maxJobs, r.email) end
       if r.status == "not_run" then assert.are_not.equal(3, acct.maxJobs, r.email) end
     end
-    assert.truthy(err:find(("20 rows: %d ok, 0 failed, 0 skipped %%(invalid%%), %d interrupted, %d not run in [%%d.]+ s; "
-      .. "interrupted by SIG"):format(n.ok, n.interrupted, n.not_run)), err)
+    assert.truthy(err:find(("20 rows: %d ok, 0 failed, 0 skipped %%(invalid%%), %d interrupted, %d not run "
+      .. "in [%%d.]+ s; interrupted by SIG"):format(n.ok, n.interrupted, n.not_run)), err)
     assert.falsy(contains(err, "traceback"), err)
     assert.falsy(err:find("%.lua:%d"), err)
     return n, err

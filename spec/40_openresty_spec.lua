@@ -40,10 +40,10 @@ if missing then
 end
 
 -- Test-only additions to the example: a watchdog (nginx stops when this process is gone),
--- phase probes, and a location checking values and error types from Lua.
-local function test_http_additions(watch_pid, watch_start)
+-- phase probes (at the start of the example's init_worker block), and a location checking
+-- values and error types from Lua.
+local function test_init_worker_additions(watch_pid, watch_start)
   return ([[
-    init_worker_by_lua_block {
         require("flowmusic.sandbox.watchdog").start { dir = "@PREFIX@", watch_pid = %d, watch_start = %q }
         local flowmusic = require "flowmusic"
         local ok, err = pcall(function() return flowmusic.new {}:list_accounts() end)
@@ -52,7 +52,6 @@ local function test_http_additions(watch_pid, watch_start)
         local n = 0
         for _ in pairs(list or {}) do n = n + 1 end
         ngx.log(ngx.NOTICE, "flowmusic-spec init_worker allow_blocking: ", n, " accounts ", tostring(lerr))
-    }
 ]]):format(watch_pid, watch_start or "")
 end
 
@@ -161,10 +160,10 @@ describe("flowmusic in OpenResty/nginx", function()
       return "\n" .. TEST_LOCATIONS .. indent .. "location / {"
     end)
     assert(n == 1, "example has no 'location /' to put the test locations before")
-    conf, n = conf:gsub("\nhttp {\n", function()
-      return "\nhttp {\n" .. test_http_additions(spec_pid, spec_start)
+    conf, n = conf:gsub("\n(%s*)init_worker_by_lua_block {\n", function(indent)
+      return "\n" .. indent .. "init_worker_by_lua_block {\n" .. test_init_worker_additions(spec_pid, spec_start)
     end)
-    assert(n == 1)
+    assert(n == 1, "example has no init_worker_by_lua_block")
     srv = openresty.start { conf = conf, env = { USEAPI_TOKEN = sb.token, FLOWMUSIC_BASE_URL = sb.base_url } }
   end)
 

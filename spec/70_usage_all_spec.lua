@@ -297,13 +297,15 @@ describe("usage across the fleet", function()
     sb:fault { fault = "latency", ms = 4000, method = "GET", path = path, count = 0 }
     local out, err, rc, pidf = tmp .. "/int.out", tmp .. "/int.err", tmp .. "/int.rc", tmp .. "/int.pid"
     os.remove(rc)
+    local seen_before = sb:requests().by["GET " .. path] or 0
     os.execute(("(env USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s %s bin/flowmusic usage --all --json --concurrency 1"
       .. " </dev/null >%s 2>%s & echo $! >%s; wait $!; echo $? >%s) &")
       :format(q(API_TOKEN), q(sb.base_url), LUA, q(out), q(err), q(pidf), q(rc)))
     local socket = require "socket"
     local deadline = socket.gettime() + 20
     local usage_key = "GET " .. path
-    repeat socket.sleep(0.05) until (sb:requests().by[usage_key] or 0) >= 1 or socket.gettime() > deadline
+    -- (started before this line: count from what the sandbox had seen before the command ran)
+    repeat socket.sleep(0.05) until (sb:requests().by[usage_key] or 0) >= seen_before + 1 or socket.gettime() > deadline
     local pid = tonumber(slurp(pidf):match("%d+"))
     assert(pid, "no pid")
     os.execute("kill -INT " .. pid)

@@ -35,11 +35,12 @@ describe("GET /report in nginx", function()
     conf, n = conf:gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:@PORT@;")
     assert(n == 1, "example no longer listens on 127.0.0.1:8080")
     local pid, start = openresty.self_pid()
-    conf, n = conf:gsub("\nhttp {\n", function()
-      return ("\nhttp {\n    init_worker_by_lua_block { require(\"flowmusic.sandbox.watchdog\").start { "
-        .. "dir = \"@PREFIX@\", watch_pid = %d, watch_start = %q } }\n"):format(pid, start or "")
+    -- The watchdog goes first into the example's own init_worker block (nginx allows one).
+    conf, n = conf:gsub("\n(%s*)init_worker_by_lua_block {\n", function(indent)
+      return ("\n%sinit_worker_by_lua_block {\n        require(\"flowmusic.sandbox.watchdog\").start { "
+        .. "dir = \"@PREFIX@\", watch_pid = %d, watch_start = %q }\n"):format(indent, pid, start or "")
     end)
-    assert(n == 1)
+    assert(n == 1, "example has no init_worker_by_lua_block")
     -- a test-only location: refresh now, even when the page is fresh
     conf, n = conf:gsub("\n(%s*)location / {", function(indent)
       return "\n" .. indent .. [[location = /t/refresh {

@@ -115,16 +115,18 @@ static const char *opt_field(lua_State *L, int cfg, const char *name) {
     return v;
 }
 
-static lua_Integer int_field(lua_State *L, int cfg, const char *name, lua_Integer dflt) {
+/* Required integer field of the config table (the defaults live in lua/flowmusic/defaults.lua). */
+static lua_Integer int_field(lua_State *L, int cfg, const char *name) {
     lua_Integer v;
     lua_getfield(L, cfg, name);
-    v = lua_isnil(L, -1) ? dflt : (lua_Integer)luaL_checknumber(L, -1);
+    if (!lua_isnumber(L, -1)) return luaL_error(L, "flowmusic: session option '%s' must be a number", name);
+    v = (lua_Integer)lua_tonumber(L, -1);
     lua_pop(L, 1);
     return v;
 }
 
-/** core.session(cfg) -> session. cfg: token (required), user_agent, cainfo, proxy,
- * connect_timeout_ms, max_response_bytes. Validation of values is the Lua layer's job;
+/** core.session(cfg) -> session. cfg: token, connect_timeout_ms, max_response_bytes
+ * (required), user_agent, cainfo, proxy. Validation of values is the Lua layer's job;
  * this only refuses wrong types. Raises on misuse or when memory runs out. */
 static int session_new(lua_State *L) {
     const char *token, *ua, *cainfo, *proxy;
@@ -137,8 +139,8 @@ static int session_new(lua_State *L) {
     ua = opt_field(L, 1, "user_agent");
     cainfo = opt_field(L, 1, "cainfo");
     proxy = opt_field(L, 1, "proxy");
-    connect_ms = int_field(L, 1, "connect_timeout_ms", 10000);
-    max_bytes = int_field(L, 1, "max_response_bytes", 64 * 1024 * 1024);
+    connect_ms = int_field(L, 1, "connect_timeout_ms");
+    max_bytes = int_field(L, 1, "max_response_bytes");
     if (connect_ms < 1 || max_bytes < 1) return luaL_error(L, "flowmusic: bad session limits");
 
     /* Userdata first, zeroed and with its metatable, then the resources it owns. */

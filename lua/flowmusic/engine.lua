@@ -248,7 +248,7 @@ local function complete(run, c, now)
 end
 
 -- The error of a call stopped by a stop request or an expired deadline while in flight.
-local function dropped_error(call, r, kind, reason, message)
+local function dropped_error(call, kind, reason, message)
   return errors.new { kind = kind, reason = reason, method = call.method, path = call.path,
     reached = nil, outcome_unknown = call.write or nil, message = message
       .. (call.write and " " .. ops.OUTCOME_UNKNOWN_NOTE or "") }
@@ -269,7 +269,7 @@ local function expire(run, now)
   for i = 1, run.next_fresh - 1 do
     local r = run.results[i]
     if r.in_flight and now > r.deadline + DEADLINE_SLACK then
-      local err = dropped_error(run.calls[i], r, "timeout", "deadline", "deadline passed while in flight")
+      local err = dropped_error(run.calls[i], "timeout", "deadline", "deadline passed while in flight")
       err.deadline_exceeded = true
       drop(run, i, err)
     end
@@ -291,7 +291,7 @@ local function check_stop(run, now)
     run.stopping, run.stop_at = true, now + run.grace
     for _, i in ipairs(run.waiting) do
       local call, r = run.calls[i], run.results[i]
-      local err = dropped_error(call, r, "cancelled", "interrupted", "stopped before its retry")
+      local err = dropped_error(call, "cancelled", "interrupted", "stopped before its retry")
       if not r.maybe_applied then err.outcome_unknown, err.message = nil, "stopped before its retry" end
       fail(run, i, r, err)
     end
@@ -306,7 +306,7 @@ local function check_stop(run, now)
   if want == "abort" or now >= run.stop_at then
     for i = 1, run.n do
       if run.results[i].in_flight then
-        drop(run, i, dropped_error(run.calls[i], run.results[i], "cancelled", "interrupted",
+        drop(run, i, dropped_error(run.calls[i], "cancelled", "interrupted",
           "stopped while in flight"))
       end
     end

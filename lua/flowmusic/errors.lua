@@ -102,6 +102,7 @@ end
 
 --- The error for a completion whose exchange did not complete (libcurl code ~= 0).
 -- @param c completion table from the C session
+-- @param call the call record (method, path)
 function M.from_transport(c, call)
   local kind, reason, reached
   if c.too_large then

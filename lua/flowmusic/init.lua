@@ -251,7 +251,7 @@ local function batch_opts(opts)
   return { concurrency = concurrency, on_progress = opts.on_progress, cancel = opts.cancel, grace = opts.grace }
 end
 
---- Run many calls concurrently over one connection pool.
+-- Run many calls concurrently over one connection pool (documented in docs/client.luadoc).
 -- @param calls array of operations, each `{ "method_name", arg1, arg2, ... [, opts] }` naming
 --   a client method (e.g. `{ "<operation>", "a@x.com" }`), with the same optional trailing
 --   per-call options table as the method
@@ -300,7 +300,7 @@ function Client:batch(calls, opts)
   return results
 end
 
---- Release the connection pool and handles; the client can't be used afterwards.
+-- Release the connection pool and handles; the client can't be used afterwards.
 -- Idempotent; also runs on leaving a `<close>` scope. (An unreachable client's connections are
 -- released by its C session's own `__gc`.)
 function Client:close()
@@ -318,6 +318,7 @@ function Client:__tostring()
 end
 
 -- Inside nginx every call goes to a worker thread (flowmusic.ngx); elsewhere nothing changes.
-if ngx and ngx.get_phase then runner = require("flowmusic.ngx").runner(run_local) end
+local in_nginx = rawget(_G, "ngx")
+if in_nginx and in_nginx.get_phase then runner = require("flowmusic.ngx").runner(run_local) end
 
 return M

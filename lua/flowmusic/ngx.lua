@@ -30,8 +30,10 @@ local errors = require "flowmusic.errors"
 
 local M = {}
 
---- Module and function `ngx.run_worker_thread` runs in the worker thread's VM.
-M.THREAD_MODULE, M.THREAD_FUNCTION = "flowmusic.ngx_thread", "run"
+--- Module `ngx.run_worker_thread` runs in the worker thread's VM.
+M.THREAD_MODULE = "flowmusic.ngx_thread"
+--- Function of THREAD_MODULE it calls.
+M.THREAD_FUNCTION = "run"
 
 --- Phases (`ngx.get_phase()`) where a call goes to the thread pool.
 M.YIELDABLE = { rewrite = true, server_rewrite = true, access = true, content = true, timer = true }
@@ -185,7 +187,7 @@ function M.runner(run_local)
     if cfg.on_event and events then
       for _, ev in ipairs(events) do
         local hok, e = pcall(cfg.on_event, ev)
-        if not hok then hook_error = hook_error or e break end
+        if not hok then hook_error = e break end
       end
     end
     if opts.on_progress and not hook_error then

@@ -245,7 +245,8 @@ function M.prepare(name, args)
   end
   local n, opts = args.n, nil
   if n > rec.min_args and type(args[n]) == "table" then
-    opts, n = args[n], n - 1
+    opts, args[n], n = args[n], nil, n - 1 -- (args is the caller's own packed copy)
+    args.n = n
     local ok, msg = check_options(rec, opts)
     if not ok then return bad(name, n + 1, msg) end
   end

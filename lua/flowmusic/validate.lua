@@ -149,7 +149,7 @@ end
 
 --- A positive, finite number of seconds (NaN, infinities, zero and negatives are refused).
 function M.seconds(v, name)
-  if type(v) ~= "number" or not (v > 0) or v == math.huge then
+  if type(v) ~= "number" or not (v > 0) or v == math.huge then -- luacheck: ignore 581 (NaN fails v > 0)
     return nil, name .. " must be a positive number of seconds"
   end
   return v

@@ -23,6 +23,17 @@ function M.is_integer(v)
   return type(v) == "number" and v == math.floor(v)
 end
 
+--- Every 8-byte piece of secret that appears in s (for secret sweeps: a piece of a token
+-- that survived a cut or a partial scrub shows up here).
+function M.secret_pieces(s, secret)
+  local found = {}
+  for i = 1, #secret - 7 do
+    local piece = secret:sub(i, i + 7)
+    if tostring(s):find(piece, 1, true) then found[#found + 1] = piece end
+  end
+  return found
+end
+
 --- A loopback port with nothing listening (bound, then closed).
 function M.closed_port()
   local socket = require "socket"

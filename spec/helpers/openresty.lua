@@ -97,8 +97,8 @@ function M.start(opts)
     write_file(dir .. "/logs/error.log", "")
     -- never LD_PRELOAD: the sanitizer run preloads ASan into the spec process only; nor the
     -- spec's LUA_PATH/LUA_CPATH (for another Lua): LuaJIT would take them as ";;"
-    local cmd = table.concat({ "env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH", table.concat(envs, " "), q(M.NGINX), "-p", q(dir .. "/"),
-      "-c", q(dir .. "/nginx.conf"), "-e", q(dir .. "/logs/error.log"),
+    local cmd = table.concat({ "env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH", table.concat(envs, " "),
+      q(M.NGINX), "-p", q(dir .. "/"), "-c", q(dir .. "/nginx.conf"), "-e", q(dir .. "/logs/error.log"),
       ">>", q(dir .. "/logs/error.log"), "2>&1" }, " ")
     if run(cmd) then
       local deadline = socket.gettime() + START_TIMEOUT

@@ -143,15 +143,15 @@ local function run(args)
   local mode = common.mode(args)
 
   -- Check the arguments before anything else (and before reading secrets).
-  local call, label, result_word
+  local call, result_word
   if sub == "list" then
-    call, label = { "list_accounts" }, "GET /accounts"
+    call = { "list_accounts" }
   elseif sub == "get" then
-    call, label = { "get_account", args.email }, "GET /accounts/" .. args.email
+    call = { "get_account", args.email }
   elseif sub == "delete" then
-    call, label, result_word = { "delete_account", args.email }, "DELETE /accounts/" .. args.email, "deleted"
+    call, result_word = { "delete_account", args.email }, "deleted"
   elseif sub == "set-max-jobs" then
-    call, label, result_word = { "set_max_jobs", args.email, args.n }, "POST /accounts (maxJobs)", "updated"
+    call, result_word = { "set_max_jobs", args.email, args.n }, "updated"
   else -- add
     local file = args.refresh_token_file
     if args.stdin ~= nil and args.stdin ~= "-" then
@@ -170,12 +170,12 @@ local function run(args)
     if not token then return common.usage_error(name, terr) end
     local tok, verr = validate.refresh_token(token)
     if not tok then return common.usage_error(name, verr) end
-    call, label = { "add_account", token, args.max_jobs }, "POST /accounts (refresh_token)"
+    call = { "add_account", token, args.max_jobs }
   end
 
   local client, cerr = common.client(args)
   if not client then return common.usage_error(name, cerr) end
-  local r = common.call(client, args, label, call)
+  local r = common.call(client, args, call)
   client:close()
   if not r.ok then return failed(r) end
 

@@ -91,7 +91,7 @@ local function plan_row(row, base_dir)
   if not op then p.error = "missing op (one of " .. OP_NAMES .. ")" return p end
   local rule = OPS[op]
   if not rule then
-    p.error = "unknown op " .. batchfile.show(op, common.secrets()) .. " (one of " .. OP_NAMES .. ")"
+    p.error = "unknown op " .. output.show(op, common.secrets()) .. " (one of " .. OP_NAMES .. ")"
     return p
   end
   for _, k in ipairs(batchfile.KEYS) do
@@ -269,6 +269,7 @@ local function run(opts)
         -- Stopped by a signal: never started, or dropped in flight (outcome unknown for writes).
         out.status = r.err.reason == "not_run" and "not_run" or "interrupted"
         out.message = common.error_message(r)
+        if out.status == "not_run" then out.elapsed_ms = nil end
       else
         out.status = "failed"
         out.message = common.error_message(r)

@@ -7,33 +7,28 @@
 --
 -- Limits: a file holds at most `MAX_BYTES` bytes and `MAX_ROWS` records; a line (and a CSV
 -- record) at most `MAX_LINE` bytes. Nothing from the file is quoted in a message unless it is
--- a short, plain word (see `show`), so a secret handed over by mistake is never echoed.
+-- a short, plain word (see `flowmusic.cli.output.show`), so a secret handed over by mistake is never echoed.
 -- @module flowmusic.cli.batchfile
 local M = {}
 
 --- The keys a row may carry.
 M.KEYS = { "op", "email", "max_jobs", "refresh_token_file" }
-local KNOWN = {}
-for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
+
+--- The columns of a kind of file, for M.parse: `keys` (array of allowed keys, `max_jobs` may
+-- be a JSON number), `required` (the CSV header must have it) and `what` (for messages).
+-- Batch files are `M.schema(M.KEYS, "op", "batch")`; fleet files use their own.
+function M.schema(keys, required, what)
+  local known = {}
+  for _, k in ipairs(keys) do known[k] = true end
+  return { keys = keys, known = known, required = required, what = what }
+end
+local BATCH = M.schema(M.KEYS, "op", "batch")
 
 M.MAX_BYTES = 16 * 1024 * 1024
 M.MAX_LINE = 64 * 1024
 M.MAX_ROWS = 100000
 
---- Quote a word from the file for a message: only short (<= 40 bytes) plain words
--- (letters, digits, `_ - . ` and spaces) that contain no secret the caller holds; anything
--- else is described by its size.
--- @param s the text
--- @param secrets optional array of strings never to echo
-function M.show(s, secrets)
-  s = tostring(s)
-  local plain = #s <= 40 and s:find("^[%w_%-%. ]*$") ~= nil
-  for _, secret in ipairs(secrets or {}) do
-    if #secret >= 8 and (s:find(secret, 1, true) or (#s >= 8 and secret:find(s, 1, true))) then plain = false end
-  end
-  if plain then return "'" .. s .. "'" end
-  return ("(a %d-byte value, not shown)"):format(#s)
-end
+local show = require("flowmusic.cli.output").show
 
 -- Iterate over physical lines: returns text (CR of CRLF dropped), the position after its
 -- newline, or nil at the end.
@@ -127,10 +122,10 @@ function M.detect(name, text)
   return "csv"
 end
 
-local EMPTY = "the file is empty (a batch needs at least one row%s)"
+local EMPTY = "the file is empty (a %s needs at least one row%s)"
 
 -- CSV: rows after the header.
-local function parse_csv(text, secrets)
+local function parse_csv(text, secrets, sc)
   local rows, header = {}, nil
   local pos, n = 1, 0
   while true do
@@ -150,17 +145,19 @@ local function parse_csv(text, secrets)
         local seen = {}
         for i, f in ipairs(fields) do
           f = f:lower()
-          if not KNOWN[f] then
-            return nil, ("line %d: unknown column %s in the header (expected op,email,max_jobs,refresh_token_file)")
-              :format(n, M.show(f, secrets))
+          if not sc.known[f] then
+            return nil, ("line %d: unknown column %s in the header (expected %s)")
+              :format(n, show(f, secrets), table.concat(sc.keys, ","))
           end
           if seen[f] then
-            return nil, ("line %d: column %s appears twice in the header"):format(n, M.show(f, secrets))
+            return nil, ("line %d: column %s appears twice in the header"):format(n, show(f, secrets))
           end
           seen[f] = true
           fields[i] = f
         end
-        if not seen.op then return nil, ("line %d: the header row has no 'op' column"):format(n) end
+        if not seen[sc.required] then
+          return nil, ("line %d: the header row has no '%s' column"):format(n, sc.required)
+        end
         header = fields
         pos, n = next_pos, last
       elseif not fields then
@@ -178,18 +175,18 @@ local function parse_csv(text, secrets)
         rows[#rows + 1] = row
         pos, n = next_pos, last
       end
-      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one batch)"):format(M.MAX_ROWS) end
+      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one %s)"):format(M.MAX_ROWS, sc.what) end
     end
   end
   if not header then
-    return nil, EMPTY:format(": CSV starts with the header row op,email,max_jobs,refresh_token_file")
+    return nil, EMPTY:format(sc.what, ": CSV starts with the header row " .. table.concat(sc.keys, ","))
   end
-  if #rows == 0 then return nil, EMPTY:format(" after the header") end
+  if #rows == 0 then return nil, EMPTY:format(sc.what, " after the header") end
   return rows
 end
 
 -- JSON Lines: one object per line.
-local function parse_jsonl(text, secrets)
+local function parse_jsonl(text, secrets, sc)
   local core = require "flowmusic.core"
   local rows = {}
   local pos, n = 1, 0
@@ -212,9 +209,8 @@ local function parse_jsonl(text, secrets)
         table.sort(keys)
         for _, k in ipairs(keys) do
           local v = doc[k]
-          if not KNOWN[k] then
-            bad = bad or ("unknown key %s (expected op, email, max_jobs, refresh_token_file)")
-              :format(M.show(k, secrets))
+          if not sc.known[k] then
+            bad = bad or ("unknown key %s (expected %s)"):format(show(k, secrets), table.concat(sc.keys, ", "))
           elseif (type(v) == "string" and v ~= "") or (k == "max_jobs" and type(v) == "number") then
             row[k] = v
           elseif v ~= core.null and v ~= "" then -- null and "" stand for absent
@@ -223,10 +219,10 @@ local function parse_jsonl(text, secrets)
         end
         if bad then rows[#rows + 1] = { line = n, error = bad } else rows[#rows + 1] = row end
       end
-      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one batch)"):format(M.MAX_ROWS) end
+      if #rows > M.MAX_ROWS then return nil, ("more than %d rows (the limit of one %s)"):format(M.MAX_ROWS, sc.what) end
     end
   end
-  if #rows == 0 then return nil, EMPTY:format(": one JSON object per line") end
+  if #rows == 0 then return nil, EMPTY:format(sc.what, ": one JSON object per line") end
   return rows
 end
 
@@ -234,13 +230,14 @@ end
 -- @param text the content (at most MAX_BYTES)
 -- @param format "csv" or "jsonl"
 -- @param secrets optional array of strings never to quote in a message
+-- @param schema optional, from M.schema (default: batch files)
 -- @return array of rows `{ line = n, op =, email =, max_jobs =, refresh_token_file = }`
 --   (a malformed record gives `{ line = n, error = message }`); or nil, message when the file
 --   as a whole can't be used (empty, bad CSV header, too many rows)
-function M.parse(text, format, secrets)
+function M.parse(text, format, secrets, schema)
   text = strip_bom(text)
-  if format == "jsonl" then return parse_jsonl(text, secrets) end
-  return parse_csv(text, secrets)
+  if format == "jsonl" then return parse_jsonl(text, secrets, schema or BATCH) end
+  return parse_csv(text, secrets, schema or BATCH)
 end
 
 return M

@@ -31,13 +31,8 @@ local function strip_where(msg)
   return (tostring(msg):gsub("^[^\n]-:%d+: ", ""))
 end
 
--- A value from the command line or a file, quoted for a message when it is short and
--- printable, else described.
-local function quoted(s)
-  s = tostring(s)
-  if #s <= 40 and not s:find("[%c\128-\255]") then return "'" .. s .. "'" end
-  return ("(a %d-byte value, not shown)"):format(#s)
-end
+-- A value from the command line, quoted for a message only when it is a short plain word.
+local function quoted(s) return output.show(s, M.secrets()) end
 
 --- A retry count from a string, judged by the library's rule (0 to defaults.max_retries).
 function M.retries(s, what)
@@ -234,12 +229,7 @@ end
 --- A value from the input for the report, unless it holds a secret (or is part of one):
 -- then a description of its size.
 function M.redact(v)
-  if type(v) ~= "string" then return v end
-  for _, secret in ipairs(M.secrets()) do
-    if #secret >= 8 and (v:find(secret, 1, true) or (#v >= 8 and secret:find(v, 1, true))) then
-      return ("(a %d-byte value, not shown)"):format(#v)
-    end
-  end
+  if type(v) == "string" and output.holds_secret(v, M.secrets()) then return output.hidden(v) end
   return v
 end
 
@@ -345,11 +335,16 @@ function M.interrupted()
   return M.SIGINT, "SIGINT"
 end
 
+--- The short label of an operation, from its record in the operation table.
+function M.label(op_name)
+  return require("flowmusic.ops").get(op_name).label
+end
+
 --- Run one client call through client:batch (to learn status, attempts and elapsed time).
 -- @return the batch result { ok, value, err, status, attempts, elapsed, created, note }
-function M.call(client, args, label, call)
+function M.call(client, args, call)
   local r = client:batch({ call }, { concurrency = 1, cancel = M.cancel })[1]
-  if args.verbose then io.stderr:write(M.clean(M.verbose_line(label, r)), "\n") end
+  if args.verbose then io.stderr:write(M.clean(M.verbose_line(M.label(call[1]), r)), "\n") end
   return r
 end
 

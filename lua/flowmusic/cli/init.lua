@@ -20,6 +20,9 @@ M.COMMANDS = {
   "accounts",
   "usage",
   "batch",
+  "status",
+  "plan",
+  "apply",
   "sandbox",
 }
 

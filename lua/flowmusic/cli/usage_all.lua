@@ -187,7 +187,7 @@ end
 -- Fetch and reduce: the fleet, or one account. Returns aggregates, or nil, exit code.
 local function collect(client, o)
   if not o.all then
-    local r = common.call(client, o, "GET /accounts/usage", { "get_usage", o.email })
+    local r = common.call(client, o, { "get_usage", o.email })
     if not r.ok then
       common.say("usage", common.error_message(r))
       return nil, common.FAILED
@@ -203,7 +203,7 @@ local function collect(client, o)
     since = o.since, ["until"] = o["until"], concurrency = o.concurrency, cancel = common.cancel,
     on_progress = function(done, total, email, r)
       if o.verbose then
-        io.stderr:write(common.clean(common.verbose_line("GET /accounts/usage " .. email, r)), "\n")
+        io.stderr:write(common.clean(common.verbose_line(common.label("get_usage") .. " " .. email, r)), "\n")
       end
       bar:update(done, total)
     end,

@@ -90,7 +90,8 @@ end
 local function new_session(rec, now)
   local hex = ngx.md5(rec.email .. ":" .. rec.refreshed_count .. ":" .. now .. ":" .. math.random())
   rec.session_id = util.uuid_from_hex(hex)
-  rec.access_token = "eyJhbGciOiJIUzI1NiJ9." .. ngx.encode_base64(ngx.md5_bin(hex), true):gsub("[+/]", { ["+"] = "-", ["/"] = "_" })
+  rec.access_token = "eyJhbGciOiJIUzI1NiJ9."
+    .. ngx.encode_base64(ngx.md5_bin(hex), true):gsub("[+/]", { ["+"] = "-", ["/"] = "_" })
 end
 
 --- Create (or overwrite) an account as if `sandbox:<tier>:<email>` had been posted.
@@ -211,7 +212,8 @@ end
 local function update(fields, multipart)
   for k in pairs(fields) do
     if k ~= "email" and k ~= "maxJobs" then
-      return util.error_response(400, 'Unexpected field "' .. k .. '": send only email and maxJobs when updating an account')
+      return util.error_response(400, 'Unexpected field "' .. k
+        .. '": send only email and maxJobs when updating an account')
     end
   end
   local email = fields.email

@@ -100,8 +100,8 @@ function M.build(name, raw)
       local max = p.max
       if not n or n ~= n or n < 0 or n > max
         or (p.kind == "int" and (n ~= math.floor(n) or n < p.min)) then
-        return nil, bad .. tostring(v):sub(1, 40) .. (p.kind == "int" and " (an integer " .. p.min .. "-" or " (a number 0-")
-          .. string.format("%d", max) .. ")"
+        local range = p.kind == "int" and (" (an integer " .. p.min .. "-") or " (a number 0-"
+        return nil, bad .. tostring(v):sub(1, 40) .. range .. string.format("%d", max) .. ")"
       end
       params[k] = n
     end
@@ -389,11 +389,13 @@ function M.apply(f, process, send, ctx)
   if name == "status" then
     local headers = {}
     if p.retry_after then headers["Retry-After"] = p.retry_after end
-    return send(util.error_response(p.code, p.message or MESSAGES[p.code] or ("Sandbox fault: status " .. p.code), headers))
+    local message = p.message or MESSAGES[p.code] or ("Sandbox fault: status " .. p.code)
+    return send(util.error_response(p.code, message, headers))
   elseif name == "html" then
     return send({ status = p.code, headers = { ["Content-Type"] = "text/html" }, body =
       "<html>\r\n<head><title>" .. p.code .. " Bad Gateway</title></head>\r\n<body>\r\n<center><h1>"
-      .. p.code .. " Bad Gateway</h1></center>\r\n<hr><center>flowmusic-sandbox proxy</center>\r\n</body>\r\n</html>\r\n" })
+      .. p.code .. " Bad Gateway</h1></center>\r\n<hr><center>flowmusic-sandbox proxy</center>\r\n"
+      .. "</body>\r\n</html>\r\n" })
   elseif name == "invalid_json" then
     return send({ status = 200, headers = { ["Content-Type"] = "application/json" },
                   body = '{"email": "sandbox@flowmusic.sandbox", "tier": plus,' })

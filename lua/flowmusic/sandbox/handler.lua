@@ -12,7 +12,7 @@ local usage = require "flowmusic.sandbox.usage"
 local util = require "flowmusic.sandbox.util"
 local watchdog = require "flowmusic.sandbox.watchdog"
 
-local M = { _VERSION = "0.1.0" }
+local M = { _VERSION = require("flowmusic.defaults").VERSION }
 
 local BASE = "/v1/flowmusic"
 local config = { token = "user:1-sandbox" }
@@ -191,7 +191,8 @@ local LOOPBACK_HOSTS = { ["127.0.0.1"] = true, localhost = true, ["[::1]"] = tru
 local function control_refusal(method)
   local h = ngx.req.get_headers()
   if h["origin"] ~= nil then
-    return util.error_response(403, "Control requests must not carry an Origin header (cross-site requests are refused)")
+    return util.error_response(403,
+      "Control requests must not carry an Origin header (cross-site requests are refused)")
   end
   local fetch_site = h["sec-fetch-site"]
   if fetch_site ~= nil and fetch_site ~= "none" then

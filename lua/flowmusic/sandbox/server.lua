@@ -12,7 +12,7 @@ local shell_quote, run, capture = host.shell_quote, host.run, host.capture
 local read_file, write_file, free_port = host.read_file, host.write_file, host.free_port
 local read_pid, lstat, is_sandbox_nginx = host.read_pid, host.lstat, host.is_sandbox_nginx
 
-local M = { _VERSION = "0.1.0" }
+local M = { _VERSION = require("flowmusic.defaults").VERSION }
 
 --- State and start time of a process (see flowmusic.sandbox.host).
 M.proc_info = host.proc_info
@@ -303,7 +303,8 @@ local function nginx_conf(o)
     "    location = /__sandbox_reset_connection { internal; reset_timedout_connection on; return 444; }",
     -- what nginx answers by itself (body too large, URI too long, a crash) is JSON too
     "    error_page 400 405 408 411 413 414 494 500 501 502 503 504 /__sandbox_error;",
-    "    location = /__sandbox_error { internal; content_by_lua_block { require(\"flowmusic.sandbox.handler\").nginx_error() } }",
+    "    location = /__sandbox_error { internal;",
+    "      content_by_lua_block { require(\"flowmusic.sandbox.handler\").nginx_error() } }",
     "    location / { content_by_lua_block { require(\"flowmusic.sandbox.handler\").handle() } }",
     "  }",
     "}",
@@ -352,9 +353,13 @@ function M.stop(opts)
     was = true
     run("kill -KILL " .. string.format("%d", worker) .. " 2>/dev/null")
   end
-  os.remove(dir .. "/sandbox.info")
-  os.remove(dir .. "/worker.pid")
-  if opts.remove then run("rm -rf -- " .. shell_quote(dir)) end
+  -- clean up only in a directory of ours (never through a link another user planted)
+  local d = lstat({ dir })[dir]
+  if d and d.type == "directory" and d.uid == host.uid() then
+    os.remove(dir .. "/sandbox.info")
+    os.remove(dir .. "/worker.pid")
+    if opts.remove then run("rm -rf -- " .. shell_quote(dir)) end
+  end
   if not was then return nil, refused or ("no sandbox running in " .. dir) end
   return true
 end
@@ -392,7 +397,9 @@ function M.start(opts)
   ok, err = M.check_dir(dir)
   if not ok then return nil, err end
   M.stop({ dir = dir }) -- leftovers of a crashed run
-  if not run("umask 077 && mkdir -p -- " .. shell_quote(dir .. "/tmp")) then return nil, "cannot create " .. dir .. "/tmp" end
+  if not run("umask 077 && mkdir -p -- " .. shell_quote(dir .. "/tmp")) then
+    return nil, "cannot create " .. dir .. "/tmp"
+  end
 
   local watch_start
   if opts.watch_pid then
@@ -429,10 +436,12 @@ function M.start(opts)
       if not ok then return nil, err end
       -- nginx never inherits a preloaded library (the sanitizer run of the specs preloads
       -- ASan into the Lua process only), nor LUA_PATH/LUA_CPATH: LuaJIT would take them as
-      -- its ";;" defaults, and those of Lua 5.4 (`luarocks path`) load 5.4's cjson.so. umask 077: what nginx creates before it daemonizes
-      -- (logs, temp directories) is private; daemonizing resets the umask to 0, so the workers
-      -- set 077 again (handler.init_worker) and the pid file nginx writes is 0644.
-      local started = run(table.concat({ "umask 077 && env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH", shell_quote(nginx), "-p", shell_quote(dir .. "/"), "-c",
+      -- its ";;" defaults, and those of Lua 5.4 (`luarocks path`) load 5.4's cjson.so.
+      -- umask 077: what nginx creates before it daemonizes (logs, temp directories) is
+      -- private; daemonizing may reset the umask to 0, so the workers set 077 again
+      -- (watchdog.start) and nothing in the directory is writable by others.
+      local started = run(table.concat({ "umask 077 && env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH",
+        shell_quote(nginx), "-p", shell_quote(dir .. "/"), "-c",
         shell_quote(dir .. "/nginx.conf"), "-e", shell_quote(dir .. "/error.log"),
         ">>", shell_quote(dir .. "/error.log"), "2>&1" }, " "))
       if started then
@@ -464,9 +473,9 @@ function M.start(opts)
     end
     return nil, "nginx failed to start"
   end
-  local base_url, pid, info = launch()
+  local base_url, pid, started = launch()
   os.remove(dir .. "/sandbox-config.lua")
-  return base_url, pid, info
+  return base_url, pid, started
 end
 
 return M

@@ -208,7 +208,13 @@ local function row_before(a, b)
   return ca < cb
 end
 
--- The JSON text of a synthetic document of n rows, built a day at a time: each synthetic
+-- When the large document being built last made progress (nil: none is). A request whose
+-- client hangs up is ended at a yield and never clears it, so waiters take a mark older than
+-- STALE seconds as free.
+local building, STALE = nil, 2
+
+-- The JSON text of a synthetic document of n rows, built a day at a time (yielding to other
+-- requests every 200 days, 5000 rows): each synthetic
 -- event is its own row, so no day needs aggregating, and only the encoded pieces are kept
 -- (the same text `json.encode(M.document(rec))` gives, at half the memory).
 local function big_text(rec, n)
@@ -218,6 +224,10 @@ local function big_text(rec, n)
   local out = { '{"email":', json.quote(email), ',"events":[' } -- pieces, never one string per row
   local days = math.ceil(n / 25)
   for k = days - 1, 0, -1 do -- oldest day first
+    if k % 200 == 0 then -- let the worker answer other requests meanwhile
+      ngx.sleep(0.001)
+      building = ngx.now()
+    end
     local day = anchor - (k + 1) * DAY
     local event_at = os.date("!%Y-%m-%dT00:00:00", day)
     local rows = {}
@@ -267,9 +277,16 @@ function M.render(rec)
   local n = ngx.shared.flowmusic_sandbox:get("usage:" .. rec.email)
   if not n then return json.encode(M.document(rec)) end
   local key = rec.email .. "|" .. n .. "|" .. anchor_day(rec)
+  -- one large document at a time: the others wait (other requests are still answered), so
+  -- concurrent requests never hold several half-built documents
+  while building and ngx.now() - building < STALE and not cache[key] do ngx.sleep(0.005) end
   local text = cache[key]
   if not text then
-    text = big_text(rec, n)
+    building = ngx.now()
+    local ok, built = pcall(big_text, rec, n)
+    building = nil
+    if not ok then error(built, 0) end
+    text = built
     cache[key] = text
     cache_keys[#cache_keys + 1] = key
     cache_bytes = cache_bytes + #text

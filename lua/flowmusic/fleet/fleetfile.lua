@@ -1,0 +1,158 @@
+--- Fleet files: the accounts you want, one per line, for `flowmusic plan` and `apply`.
+--
+-- CSV with the header `email,max_jobs,refresh_token_file` (columns in any order, optional
+-- ones may be left out) or JSON Lines with the same keys. They are read by the batch file
+-- reader (`flowmusic.cli.batchfile`), with the same line-numbered errors. `email` is
+-- required; an empty `max_jobs` leaves maxJobs alone; `refresh_token_file` is relative to
+-- the fleet file's directory and is read only when the account must be added or
+-- re-authenticated. A duplicate email is an input error, and so is an empty file (with
+-- `--prune` it would delete every account).
+--
+--     local fleetfile = require "flowmusic.fleet.fleetfile"
+--     local wanted, err = fleetfile.read("fleet.csv")   -- for flowmusic.fleet.plan
+-- @module flowmusic.fleet.fleetfile
+local batchfile = require "flowmusic.cli.batchfile"
+local validate = require "flowmusic.validate"
+
+local M = {}
+
+--- The keys of a fleet file row.
+M.KEYS = { "email", "max_jobs", "refresh_token_file" }
+local SCHEMA = batchfile.schema(M.KEYS, "email", "fleet file")
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- The current directory (for making token paths absolute, so saved plans work from anywhere).
+local cwd
+local function current_dir()
+  if cwd then return cwd end
+  local p = io.popen("pwd 2>/dev/null")
+  local d = p and p:read("*l")
+  if p then p:close() end
+  cwd = (d and d:sub(1, 1) == "/") and d or "."
+  return cwd
+end
+
+local function dir_of(path)
+  local d = path:match("^(.*)/[^/]*$")
+  if d == "" then return "/" end
+  d = d or "."
+  if d:sub(1, 1) ~= "/" then d = current_dir() .. (d == "." and "" or "/" .. d) end
+  return d
+end
+
+--- Parse a fleet file's text.
+-- @param text the content
+-- @param opts optional `{ name = for messages, base_dir = directory token paths are relative
+--   to (default "."), format = "csv" | "jsonl" (default: guessed from name and text),
+--   secrets = strings never to quote in a message }`
+-- @return array of wanted entries `{ line =, email =, max_jobs = n|nil,
+--   refresh_token_file = path|nil }` (for `flowmusic.fleet.plan`); or nil, message (one line
+--   per problem, each `NAME: line N: ...`)
+function M.parse(text, opts)
+  opts = opts or {}
+  local name = opts.name or "fleet file"
+  local base = opts.base_dir or "."
+  local rows, err = batchfile.parse(text, opts.format or batchfile.detect(opts.name, text), opts.secrets, SCHEMA)
+  if not rows then return nil, name .. ": " .. err end
+  local wanted, errs, first_line = {}, {}, {}
+  for _, row in ipairs(rows) do
+    local bad
+    if row.error then
+      bad = row.error
+    elseif row.email == nil then
+      bad = "email is required"
+    else
+      local ok, msg = validate.email(row.email, true)
+      if not ok then bad = msg end
+    end
+    local entry = { line = row.line, email = row.email }
+    if not bad and row.max_jobs ~= nil then
+      local n, msg = require("flowmusic.cli.common").max_jobs(row.max_jobs)
+      if n then entry.max_jobs = n else bad = msg end
+    end
+    if not bad and row.refresh_token_file ~= nil then
+      local f = row.refresh_token_file
+      if f == "-" then
+        bad = "refresh_token_file must name a file"
+      else
+        entry.refresh_token_file = f:sub(1, 1) == "/" and f or (base .. "/" .. f)
+      end
+    end
+    if not bad and first_line[entry.email] then
+      bad = ("duplicate email %s (first on line %d)"):format(entry.email, first_line[entry.email])
+    end
+    if bad then
+      errs[#errs + 1] = ("%s: line %d: %s"):format(name, row.line, bad)
+    else
+      first_line[entry.email] = row.line
+      wanted[#wanted + 1] = entry
+    end
+  end
+  if #errs > 0 then return nil, table.concat(errs, "\n") end
+  return wanted
+end
+
+--- Read and parse a fleet file ("-" = standard input; token paths then relative to the
+-- current directory). Token paths come back absolute.
+-- @param path file name
+-- @param opts optional `{ format = "csv" | "jsonl", text = the content when already read,
+--   secrets = strings never to quote in a message }`
+-- @return wanted entries (see `parse`); or nil, message
+function M.read(path, opts)
+  opts = opts or {}
+  local text = opts.text
+  if text == nil then
+    local err
+    text, err = require("flowmusic.cli.common").read_file(path, "fleet file", batchfile.MAX_BYTES)
+    if not text then return nil, err end
+  end
+  return M.parse(text, { name = path == "-" and "(stdin)" or path, format = opts.format, secrets = opts.secrets,
+                         base_dir = path == "-" and current_dir() or dir_of(path) })
+end
+
+-- Files already warned about in this process.
+local warned = {}
+
+--- The permission bits of a file as an octal string (e.g. "644"), or nil when unknown.
+function M.mode(path)
+  local q = shell_quote(path)
+  local p = io.popen("stat -L -c %a -- " .. q .. " 2>/dev/null || stat -L -f %Lp -- " .. q .. " 2>/dev/null")
+  if not p then return nil end
+  local m = p:read("*l")
+  p:close()
+  return m and m:match("^[0-7]+$") and m or nil
+end
+
+--- The warning for a token file readable by group or others, or nil.
+function M.loose_mode_warning(path)
+  local m = M.mode(path)
+  if not m then return nil end
+  local bits = tonumber(m, 8)
+  if math.floor(bits / 32) % 2 == 1 or math.floor(bits / 4) % 2 == 1 then
+    return ("permissions %04o for refresh token file '%s' are too open (readable by group or others); "
+      .. "chmod 600 it"):format(bits, path)
+  end
+  return nil
+end
+
+--- Read a refresh token from a file (trailing newline trimmed; the token is never echoed).
+-- A file readable by group or others gets a warning naming the file, once per process.
+-- @param path file name
+-- @param on_warning optional function(message); default: a line on stderr
+-- @return token; or nil, message
+function M.read_token(path, on_warning)
+  local common = require "flowmusic.cli.common"
+  local token, err = common.read_secret(path, "refresh token file")
+  if not token then return nil, err end
+  if not warned[path] then
+    warned[path] = true
+    local w = M.loose_mode_warning(path)
+    if w then
+      if on_warning then on_warning(w) else io.stderr:write("flowmusic: warning: ", w, "\n") end
+    end
+  end
+  return token
+end
+
+return M

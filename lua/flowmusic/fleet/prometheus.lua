@@ -1,0 +1,201 @@
+--- Fleet status in the Prometheus text exposition format (version 0.0.4), and its atomic
+-- write for node_exporter's textfile collector.
+--
+--     local status = require "flowmusic.fleet.status"
+--     local prometheus = require "flowmusic.fleet.prometheus"
+--     local records, summary = status.collect(client)
+--     local text = prometheus.exposition(records, summary, { timestamp = os.time() })
+--     assert(prometheus.write_file("/var/lib/node_exporter/flowmusic.prom", text))
+--
+-- Metrics (each with `# HELP` and `# TYPE`):
+--
+-- * `flowmusic_account_up{email,tier}`: 1 for `ok`/`low_credits`, 0 otherwise;
+-- * `flowmusic_account_needs_reauth{email}`: 1 when the state is `needs_reauth`;
+-- * `flowmusic_account_credits_remaining{email}`, `flowmusic_account_tokens_remaining{email}`:
+--   left out for an account whose value is unknown;
+-- * `flowmusic_account_max_jobs{email}`;
+-- * `flowmusic_account_refreshed_timestamp_seconds{email}` (when `refreshed_at` is known);
+-- * `flowmusic_accounts{state}`: accounts per state (every state, 0 included);
+-- * `flowmusic_status_success`: 1, or 0 when the list call failed (or, in nginx, the data
+--   is stale);
+-- * `flowmusic_status_timestamp_seconds`: when the status was collected.
+--
+-- Label values are escaped as the format requires (`\` → `\\`, `"` → `\"`, newline → `\n`).
+-- No API token ever enters a metric: the records hold none.
+-- @module flowmusic.fleet.prometheus
+local status = require "flowmusic.fleet.status"
+
+local M = {}
+
+--- Content-Type of the text exposition format.
+M.CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+local label_escapes = { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }
+
+--- Escape a label value (backslash, double quote, line feed).
+-- @tparam string s
+-- @treturn string
+function M.escape_label(s)
+  return (tostring(s):gsub('[\\"\n]', label_escapes))
+end
+
+--- Escape HELP text (backslash, line feed).
+-- @tparam string s
+-- @treturn string
+function M.escape_help(s)
+  return (tostring(s):gsub("[\\\n]", label_escapes))
+end
+
+--- A sample value as text: integers without a fraction, `NaN`, `+Inf`, `-Inf`, other numbers
+-- with the fewest digits that read back the same.
+-- @tparam number v
+-- @treturn string
+function M.number(v)
+  if v ~= v then return "NaN" end
+  if v == math.huge then return "+Inf" end
+  if v == -math.huge then return "-Inf" end
+  if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then return ("%d"):format(v) end
+  for digits = 15, 17 do
+    local s = ("%." .. digits .. "g"):format(v)
+    if tonumber(s) == v then return s end
+  end
+  return ("%.17g"):format(v)
+end
+
+--- A new metric family.
+-- @tparam string name
+-- @tparam string kind `gauge`, `counter`, ...
+-- @tparam string help
+-- @treturn table `{ name, kind, help, samples = {} }`
+function M.family(name, kind, help)
+  return { name = name, kind = kind, help = help, samples = {} }
+end
+
+--- Add a sample to a family.
+-- @tparam table fam from `family`
+-- @tparam[opt] table labels array of `{ name, value }` pairs (in output order)
+-- @tparam number value
+-- @treturn table fam
+function M.add(fam, labels, value)
+  fam.samples[#fam.samples + 1] = { labels = labels, value = value }
+  return fam
+end
+
+--- Render families as exposition text (each family's HELP, TYPE and samples together).
+-- @tparam {table,...} families
+-- @treturn string
+function M.render(families)
+  local out = {}
+  for _, fam in ipairs(families) do
+    out[#out + 1] = "# HELP " .. fam.name .. " " .. M.escape_help(fam.help)
+    out[#out + 1] = "# TYPE " .. fam.name .. " " .. fam.kind
+    for _, s in ipairs(fam.samples) do
+      local line = fam.name
+      if s.labels and #s.labels > 0 then
+        local parts = {}
+        for i, l in ipairs(s.labels) do parts[i] = l[1] .. '="' .. M.escape_label(l[2]) .. '"' end
+        line = line .. "{" .. table.concat(parts, ",") .. "}"
+      end
+      out[#out + 1] = line .. " " .. M.number(s.value)
+    end
+  end
+  if #out == 0 then return "" end
+  return table.concat(out, "\n") .. "\n"
+end
+
+--- The per-account families and `flowmusic_accounts{state}` for collected records.
+-- @tparam {table,...} records from `flowmusic.fleet.status.collect`
+-- @tparam[opt] table summary its summary (computed from records when absent)
+-- @treturn {table,...} families
+function M.account_families(records, summary)
+  summary = summary or status.summarize(records)
+  local up = M.family("flowmusic_account_up", "gauge",
+    "1 when the account is usable (state ok or low_credits), 0 otherwise")
+  local reauth = M.family("flowmusic_account_needs_reauth", "gauge",
+    "1 when the account needs re-authentication (its refresh token was rejected)")
+  local credits = M.family("flowmusic_account_credits_remaining", "gauge",
+    "Credits remaining on the account (absent when unknown)")
+  local tokens = M.family("flowmusic_account_tokens_remaining", "gauge",
+    "Tokens remaining on the account (absent when unknown)")
+  local jobs = M.family("flowmusic_account_max_jobs", "gauge",
+    "maxJobs configured for the account")
+  local refreshed = M.family("flowmusic_account_refreshed_timestamp_seconds", "gauge",
+    "When the account's session was last refreshed, seconds since the epoch")
+  local accounts = M.family("flowmusic_accounts", "gauge", "Accounts per state")
+  for _, r in ipairs(records) do
+    local email = { "email", r.email }
+    M.add(up, { email, { "tier", r.tier or "" } }, (r.state == "ok" or r.state == "low_credits") and 1 or 0)
+    M.add(reauth, { email }, r.state == "needs_reauth" and 1 or 0)
+    if type(r.credits_remaining) == "number" then M.add(credits, { email }, r.credits_remaining) end
+    if type(r.tokens_remaining) == "number" then M.add(tokens, { email }, r.tokens_remaining) end
+    if type(r.max_jobs) == "number" then M.add(jobs, { email }, r.max_jobs) end
+    local ts = status.timestamp(r.refreshed_at)
+    if ts then M.add(refreshed, { email }, ts) end
+  end
+  for _, st in ipairs(status.STATES) do M.add(accounts, { { "state", st } }, summary[st] or 0) end
+  return { up, reauth, credits, tokens, jobs, refreshed, accounts }
+end
+
+--- The families about the collection itself.
+-- @tparam table meta `success` (boolean), `timestamp` (seconds since the epoch of the
+--   collection; left out when nil), `age` (seconds; adds `flowmusic_status_age_seconds`)
+-- @treturn {table,...} families
+function M.status_families(meta)
+  local fams = { M.add(M.family("flowmusic_status_success", "gauge",
+    "1 when the last status collection listed the accounts (and is fresh), 0 otherwise"),
+    nil, meta.success and 1 or 0) }
+  if meta.timestamp then
+    fams[#fams + 1] = M.add(M.family("flowmusic_status_timestamp_seconds", "gauge",
+      "When the status shown was collected, seconds since the epoch"), nil, meta.timestamp)
+  end
+  if meta.age then
+    fams[#fams + 1] = M.add(M.family("flowmusic_status_age_seconds", "gauge",
+      "Seconds since the status shown was collected"), nil, meta.age)
+  end
+  return fams
+end
+
+--- The whole exposition of one collection (what `flowmusic status --prometheus` writes).
+-- @tparam {table,...}|nil records nil when the list call failed
+-- @tparam[opt] table summary
+-- @tparam table meta `timestamp` (seconds since the epoch)
+-- @treturn string
+function M.exposition(records, summary, meta)
+  local text = M.render(M.status_families({ success = records ~= nil, timestamp = meta and meta.timestamp }))
+  if records then text = text .. M.render(M.account_families(records, summary)) end
+  return text
+end
+
+-- Unique enough suffix for a temporary file name.
+local function suffix()
+  return ("%d.%s.%06d"):format(os.time(), tostring({}):match("0x(%x+)") or "0",
+    math.random(0, 999999))
+end
+
+--- Write a file atomically: a temporary file in the same directory (named `.<name>.tmp.*`,
+-- so a textfile collector reading `*.prom` never sees it), then a rename over `path`.
+-- @tparam string path
+-- @tparam string text
+-- @treturn true, or nil, message (the temporary file is removed)
+function M.write_file(path, text)
+  if type(path) ~= "string" or path == "" then
+    error("flowmusic.fleet.prometheus: bad argument #1 to 'write_file' (a path expected)", 2)
+  end
+  local dir, name = path:match("^(.*/)([^/]+)$")
+  if not dir then dir, name = "", path end
+  if name == "" then return nil, ("cannot write '%s': not a file name"):format(path) end
+  local tmp = dir .. "." .. name .. ".tmp." .. suffix()
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, ("cannot write '%s': %s"):format(path, tostring(err)) end
+  local ok, werr = f:write(text)
+  if ok then ok, werr = f:flush() end
+  f:close()
+  if ok then ok, werr = os.rename(tmp, path) end
+  if not ok then
+    os.remove(tmp)
+    return nil, ("cannot write '%s': %s"):format(path, tostring(werr))
+  end
+  return true
+end
+
+return M

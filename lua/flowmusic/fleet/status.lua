@@ -1,0 +1,217 @@
+--- Fleet health: the state of every configured account in one call.
+--
+--     local status = require "flowmusic.fleet.status"
+--     local records, summary = status.collect(client, { min_credits = 100 })
+--     if not records then print("list failed: " .. tostring(summary)) end
+--     for _, r in ipairs(records) do print(r.email, r.state, r.credits_remaining, r.error) end
+--     print(status.summary_line(summary))  --> 3 accounts: 2 ok, 1 needs_reauth, 0 low_credits, 0 unreachable
+--
+-- `collect` lists the accounts (`list_accounts`), then runs one `get_account` per account
+-- concurrently through `client:batch` (the client's connection pool; inside nginx the thread
+-- pool). It only reads: nothing is ever written to the API.
+--
+-- States, in the order summaries show them:
+--
+-- * `needs_reauth`: the account record has `error` (its refresh token was rejected: re-add
+--   it), or the live call answered 596;
+-- * `unreachable`: the live call failed for another reason (network, timeout, 5xx, 404...);
+-- * `low_credits`: `credits_remaining` below `min_credits` or `tokens_remaining` below
+--   `min_tokens` (an unknown value is never "low");
+-- * `ok`.
+-- @module flowmusic.fleet.status
+local M = {}
+
+--- The states, in summary order.
+M.STATES = { "ok", "needs_reauth", "low_credits", "unreachable" }
+
+--- The fields of a record, in output order (the CLI's JSON/CSV keys).
+M.FIELDS = { "email", "tier", "state", "credits_remaining", "tokens_remaining", "max_jobs",
+  "refreshed_at", "error" }
+
+--- HTTP status the API uses for an account in error state on its non-account endpoints.
+M.NEEDS_REAUTH_STATUS = 596
+
+local is_state = {}
+for _, s in ipairs(M.STATES) do is_state[s] = true end
+
+--- Whether s is one of M.STATES.
+-- @tparam any s
+-- @treturn boolean
+function M.is_state(s) return is_state[s] == true end
+
+local option_names = { min_credits = true, min_tokens = true, concurrency = true, cancel = true,
+  on_result = true }
+
+-- v when it has Lua type t, else nil (JSON null, whatever sentinel the client uses, maps to nil).
+local function typed(v, t)
+  if type(v) == t then return v end
+  return nil
+end
+
+-- Days since 1970-01-01 of a civil (proleptic Gregorian) date.
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = m > 2 and m - 3 or m + 9
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Seconds since the epoch of an ISO 8601 time (`2026-11-22T04:45:26.123Z`; a `+hh:mm`
+-- offset or none (UTC) also works).
+-- @tparam string s
+-- @treturn number|nil seconds (with the fraction), or nil when s is not such a time
+function M.timestamp(s)
+  if type(s) ~= "string" then return nil end
+  local y, mo, d, h, mi, sec, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
+  if not y then return nil end
+  local frac, zone = rest:match("^(%.%d+)(.*)$")
+  if not frac then frac, zone = "", rest end
+  local offset = 0
+  if zone ~= "" and zone ~= "Z" and zone ~= "z" then
+    local sign, oh, om = zone:match("^([+-])(%d%d):?(%d%d)$")
+    if not sign then return nil end
+    offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
+  end
+  local t = days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
+    + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec) - offset
+  if frac ~= "" then t = t + tonumber("0" .. frac) end
+  return t
+end
+
+-- The record of one account from its list entry, updated by the live call's result.
+local function record_of(email, listed, r, opts)
+  local a = (r and r.ok and type(r.value) == "table") and r.value or listed
+  local rec = {
+    email = email,
+    tier = typed(a.tier, "string") or typed(listed.tier, "string"),
+    max_jobs = typed(a.maxJobs, "number") or typed(listed.maxJobs, "number"),
+    refreshed_at = typed(a.refreshed_at, "string") or typed(listed.refreshed_at, "string"),
+    error = typed(a.error, "string"),
+  }
+  if r and r.ok then
+    rec.credits_remaining = typed(a.credits_remaining, "number")
+    rec.tokens_remaining = typed(a.tokens_remaining, "number")
+  end
+  if rec.error then
+    rec.state = "needs_reauth"
+  elseif not (r and r.ok) then
+    local err = r and r.err
+    rec.error = err and (tostring(err):gsub("^flowmusic: ", "")) or "no result"
+    rec.status = r and r.status
+    rec.state = (type(err) == "table" and err.status == M.NEEDS_REAUTH_STATUS) and "needs_reauth"
+      or "unreachable"
+  elseif (opts.min_credits and rec.credits_remaining and rec.credits_remaining < opts.min_credits)
+    or (opts.min_tokens and rec.tokens_remaining and rec.tokens_remaining < opts.min_tokens) then
+    rec.state = "low_credits"
+  else
+    rec.state = "ok"
+  end
+  return rec
+end
+
+--- A summary of records: `{ total = n, ok = n, needs_reauth = n, low_credits = n,
+-- unreachable = n }` (every state present, 0 when none).
+-- @tparam {table,...} records
+-- @treturn table
+function M.summarize(records)
+  local s = { total = #records }
+  for _, st in ipairs(M.STATES) do s[st] = 0 end
+  for _, r in ipairs(records) do s[r.state] = (s[r.state] or 0) + 1 end
+  return s
+end
+
+--- The one-line summary: `12 accounts: 8 ok, 2 needs_reauth, 1 low_credits, 1 unreachable`
+-- (every state, in M.STATES order).
+-- @tparam table summary from `collect` or `summarize`
+-- @treturn string
+function M.summary_line(summary)
+  local parts = {}
+  for i, st in ipairs(M.STATES) do parts[i] = ("%d %s"):format(summary[st] or 0, st) end
+  return ("%d account%s: %s"):format(summary.total, summary.total == 1 and "" or "s",
+    table.concat(parts, ", "))
+end
+
+--- Check the options of `collect` (without the concurrency range, which the batch checks).
+-- @tparam any opts
+-- @treturn true, or nil, why (e.g. "min_credits must be a non-negative number")
+function M.check_options(opts)
+  if type(opts) ~= "table" then return nil, "options must be a table" end
+  for k in pairs(opts) do
+    if not option_names[k] then return nil, ("unknown option '%s'"):format(tostring(k)) end
+  end
+  for _, k in ipairs({ "cancel", "on_result" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then return nil, k .. " must be a function" end
+  end
+  for _, k in ipairs({ "min_credits", "min_tokens" }) do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
+      return nil, k .. " must be a non-negative number"
+    end
+  end
+  return true
+end
+
+--- Collect the health of every account.
+--
+-- Lists the accounts, then calls `get_account` for each, concurrently over the client's pool
+-- (`client:batch`). Writes nothing.
+-- @param client a flowmusic client
+-- @tparam[opt] table opts
+--   `min_credits` (number: below it an account is `low_credits`),
+--   `min_tokens` (number: the same for `tokens_remaining`),
+--   `concurrency` (1-50; default: the batch default),
+--   `cancel` (the batch option: a function polled while the live calls run; returning
+--   "stop" or "abort" ends them early, and the calls it ended give `unreachable` records
+--   whose `error` says they were cancelled),
+--   `on_result` (function(record, result) called as each live call finishes, with the batch
+--   result (`status`, `attempts`, `elapsed`, `err`; its `value` already dropped); e.g. for
+--   verbose output)
+-- @treturn {table,...} records sorted by email, each `{ email, tier, state,
+--   credits_remaining, tokens_remaining, max_jobs, refreshed_at, error }` (`error`: the
+--   account's own error text, or why the live call failed; `credits_remaining` and
+--   `tokens_remaining` are nil when unknown) and, when the live call failed, `status`
+--   (its HTTP status, if any)
+-- @treturn table the summary (see `summarize`)
+-- @return or nil, err when the list call itself failed (a flowmusic error value)
+-- @raise on misuse: opts not a table, unknown option, a minimum that is not a
+--   non-negative number, a bad concurrency
+function M.collect(client, opts)
+  if type(client) ~= "table" and type(client) ~= "userdata" then
+    error("flowmusic.fleet.status: bad argument #1 to 'collect' (a flowmusic client expected)", 2)
+  end
+  opts = opts or {}
+  local ok, why = M.check_options(opts)
+  if not ok then error("flowmusic.fleet.status: bad argument #2 to 'collect' (" .. why .. ")", 2) end
+
+  local list, err = client:list_accounts()
+  if not list then return nil, err end
+
+  local emails, listed = {}, {}
+  for email, a in pairs(list) do
+    if type(email) == "string" then
+      emails[#emails + 1] = email
+      listed[email] = type(a) == "table" and a or {}
+    end
+  end
+  table.sort(emails)
+
+  local calls = {}
+  for i, email in ipairs(emails) do calls[i] = { "get_account", email } end
+  local records = {}
+  -- Each record is built as its result arrives; the decoded account is then dropped.
+  local results = client:batch(calls, { concurrency = opts.concurrency, cancel = opts.cancel,
+    on_progress = function(_, _, i, r)
+      records[i] = record_of(emails[i], listed[emails[i]], r, opts)
+      r.value = nil
+      if opts.on_result then opts.on_result(records[i], r) end
+    end })
+  for i, email in ipairs(emails) do -- a result on_progress did not see is not lost
+    if not records[i] then records[i] = record_of(email, listed[email], results[i], opts) end
+  end
+  return records, M.summarize(records)
+end
+
+return M

@@ -1,0 +1,267 @@
+--- Fleet status and request counters as a Prometheus `/metrics` endpoint inside nginx
+-- (OpenResty / lua-nginx-module).
+--
+--     lua_shared_dict flowmusic_metrics 1m;
+--     init_worker_by_lua_block {
+--         require("flowmusic.ngx_metrics").start { interval = 60, min_credits = 100 }
+--     }
+--     location = /metrics {
+--         content_by_lua_block { require("flowmusic.ngx_metrics").serve() }
+--     }
+--
+-- * **One refresh per nginx instance.** `start` runs in every worker, but only worker 0
+--   (`ngx.worker.id()`) arms the timer: one refresh right away, then one every `interval`
+--   seconds. A lock in the shared dict keeps two refreshes from overlapping (a refresh
+--   slower than the interval, or an old worker still finishing one after a reload); the
+--   tick that finds it taken is skipped, unless the worker holding it is gone (killed
+--   mid-refresh): then its lock is taken over. A refresh is `flowmusic.fleet.status.collect`
+--   through the nginx thread pool (the timer phase can yield).
+-- * **Scrapes make no API call.** The refresh stores the rendered account metrics in the
+--   `lua_shared_dict`; `serve` reads it and adds the collection's own metrics.
+-- * **Stale data is never served as fresh.** `flowmusic_status_success` is 1 only when the
+--   last refresh listed the accounts and the data is at most 3 × `interval` old;
+--   `flowmusic_status_timestamp_seconds` says when it was collected and
+--   `flowmusic_status_age_seconds` how old it is. Until the first refresh succeeds both are
+--   absent and success is 0.
+-- * **Request counters.** `on_event` (a client `on_event` hook) counts every event a
+--   flowmusic client reports as `flowmusic_requests_total{op,outcome}`, a counter across all
+--   workers (the shared dict). The status client counts itself; give your own clients
+--   `on_event = require("flowmusic.ngx_metrics").on_event`.
+-- * The API token is never stored, logged or exposed: the dict holds metrics text, times
+--   and counters keyed by operation and outcome only.
+-- @module flowmusic.ngx_metrics
+local prometheus = require "flowmusic.fleet.prometheus"
+local status = require "flowmusic.fleet.status"
+
+local M = {}
+
+--- Name of the `lua_shared_dict` used when `start` is given none.
+M.DEFAULT_DICT = "flowmusic_metrics"
+
+--- Seconds between refreshes when `start` is given no `interval`.
+M.DEFAULT_INTERVAL = 60
+
+--- Data older than this many intervals is stale.
+M.STALE_INTERVALS = 3
+
+-- Shared dict keys (no secret ever goes into one).
+local KEY_DATA = "status:data"          -- "<collected at>\n<account metrics text>"
+local KEY_OK = "status:ok"              -- whether the last refresh listed the accounts
+local KEY_LOCK = "status:lock"          -- held while a refresh runs
+local KEY_REFRESHES = "status:refreshes" -- refreshes done (for tests and logs)
+local REQ_PREFIX = "req\t"              -- "req\t<op>\t<outcome>" -> count
+
+local option_names = { dict = true, interval = true, client = true, min_credits = true,
+  min_tokens = true, concurrency = true }
+
+-- This worker's settings (set by start).
+local cfg = nil
+-- This worker's status client (made on first refresh).
+local client = nil
+-- Whether this worker armed the refresh timer (a second start() only changes the settings).
+local armed = false
+
+-- The shared dict, or raise naming it.
+local function shared(name, level)
+  local d = ngx.shared[name]
+  if not d then
+    error(("flowmusic.ngx_metrics: no lua_shared_dict '%s' (declare it in the http block:"
+      .. " `lua_shared_dict %s 1m;`)"):format(name, name), level + 1)
+  end
+  return d
+end
+
+-- Whether a process exists (Linux: /proc/<pid>; nginx thread pools are Linux-only anyway).
+local function process_exists(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if not f then return false end
+  f:close()
+  return true
+end
+
+--- Count one client event (a flowmusic client's `on_event` hook): adds 1 to
+-- `flowmusic_requests_total{op=ev.op,outcome=ev.outcome}` in the shared dict.
+-- Usable before `start` (it then counts into M.DEFAULT_DICT); does nothing when that dict
+-- does not exist.
+-- @tparam table ev the event (`op`, `outcome`, ...)
+function M.on_event(ev)
+  local d = ngx.shared[cfg and cfg.dict or M.DEFAULT_DICT]
+  if not d or type(ev) ~= "table" then return end
+  local ok, err = d:incr(REQ_PREFIX .. tostring(ev.op) .. "\t" .. tostring(ev.outcome), 1, 0)
+  if not ok then ngx.log(ngx.WARN, "flowmusic.ngx_metrics: cannot count a request: ", err) end
+end
+
+-- The status client of this worker: from the `client` option (a function returning a
+-- client, or a table of flowmusic.new options that get this module's on_event).
+local function status_client()
+  if client then return client end
+  local c = cfg.client
+  if type(c) == "function" then
+    client = c()
+  else
+    local o = {}
+    for k, v in pairs(c or {}) do o[k] = v end
+    local own = o.on_event
+    if own then
+      o.on_event = function(ev) M.on_event(ev) return own(ev) end
+    else
+      o.on_event = M.on_event
+    end
+    client = require("flowmusic").new(o)
+  end
+  return client
+end
+
+--- Refresh the stored status once (what the timer does). Skipped when another refresh
+-- holds the lock.
+-- @treturn boolean|nil true refreshed, false the list call failed, nil skipped
+-- @treturn string|nil why it failed or was skipped
+function M.refresh()
+  if not cfg then error("flowmusic.ngx_metrics: call start() first (in init_worker_by_lua)", 2) end
+  local d = shared(cfg.dict, 2)
+  local me = ngx.worker.pid()
+  local locked, lerr = d:add(KEY_LOCK, me, cfg.lock_ttl)
+  if not locked and lerr == "exists" then
+    -- a lock left by a worker that died mid-refresh (its pid is gone) is taken over
+    local holder = d:get(KEY_LOCK)
+    if type(holder) == "number" and holder ~= me and not process_exists(holder) then
+      locked, lerr = d:set(KEY_LOCK, me, cfg.lock_ttl)
+    else
+      return nil, "a refresh is already running"
+    end
+  end
+  if not locked then return nil, lerr end
+  local ok, records, summary = pcall(function()
+    return status.collect(status_client(), cfg.status_opts)
+  end)
+  ngx.update_time()
+  local now, result, why = ngx.now(), false, nil
+  if ok and records then
+    local data = ("%.3f\n"):format(now) .. prometheus.render(prometheus.account_families(records, summary))
+    local sok, serr = d:set(KEY_DATA, data)
+    if sok then
+      result = true
+    else
+      why = "cannot store the status in lua_shared_dict '" .. cfg.dict .. "': " .. tostring(serr)
+    end
+  else
+    why = ok and tostring(summary) or tostring(records)
+  end
+  d:set(KEY_OK, result)
+  d:incr(KEY_REFRESHES, 1, 0)
+  d:delete(KEY_LOCK)
+  if result then
+    ngx.log(ngx.INFO, "flowmusic.ngx_metrics: status refreshed by worker ", ngx.worker.pid(),
+      ": ", status.summary_line(summary))
+  else
+    ngx.log(ngx.WARN, "flowmusic.ngx_metrics: status refresh failed: ", why)
+  end
+  return result, why
+end
+
+-- Timer callback: one refresh (never raises into the timer).
+local function tick(premature)
+  if premature then return end
+  local ok, err = pcall(M.refresh)
+  if not ok then ngx.log(ngx.ERR, "flowmusic.ngx_metrics: refresh raised: ", tostring(err)) end
+end
+
+--- Set up this worker; call it from `init_worker_by_lua` in every worker.
+-- Worker 0 arms the refresh timer (a refresh at once, then every `interval` seconds);
+-- the others only serve and count. Calling it again in a worker replaces the settings (the
+-- timer keeps its first interval).
+-- @tparam[opt] table opts
+--   `dict` (the `lua_shared_dict` name, default "flowmusic_metrics"),
+--   `interval` (seconds, default 60),
+--   `client` (a table of `flowmusic.new` options, default `{}`: token and base URL from the
+--   environment; or a function returning a client),
+--   `min_credits`, `min_tokens`, `concurrency` (passed to `flowmusic.fleet.status.collect`)
+-- @treturn true
+-- @raise on misuse (unknown option, bad interval, missing dict, a timer that can't be made)
+function M.start(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("flowmusic.ngx_metrics: bad argument #1 to 'start' (options must be a table)", 2)
+  end
+  for k in pairs(opts) do
+    if not option_names[k] then
+      error(("flowmusic.ngx_metrics: bad argument #1 to 'start' (unknown option '%s')"):format(tostring(k)), 2)
+    end
+  end
+  local interval = opts.interval or M.DEFAULT_INTERVAL
+  if type(interval) ~= "number" or interval ~= interval or interval <= 0 or interval == math.huge then
+    error("flowmusic.ngx_metrics: bad argument #1 to 'start' (interval must be a positive number of seconds)", 2)
+  end
+  if opts.client ~= nil and type(opts.client) ~= "table" and type(opts.client) ~= "function" then
+    error("flowmusic.ngx_metrics: bad argument #1 to 'start' (client must be a table of options or a function)", 2)
+  end
+  local status_opts = { min_credits = opts.min_credits, min_tokens = opts.min_tokens,
+    concurrency = opts.concurrency }
+  local sok, why = status.check_options(status_opts)
+  if not sok then error("flowmusic.ngx_metrics: bad argument #1 to 'start' (" .. why .. ")", 2) end
+  local name = opts.dict or M.DEFAULT_DICT
+  shared(name, 2)
+  cfg = {
+    dict = name, interval = interval, client = opts.client, status_opts = status_opts,
+    -- a refresh that never releases the lock (its worker died) stops blocking after this
+    lock_ttl = math.max(10 * interval, 600),
+  }
+  client = nil
+  if not armed and (ngx.worker.id() or 0) == 0 then
+    local ok, err = ngx.timer.at(0, tick)
+    if ok then ok, err = ngx.timer.every(interval, tick) end
+    if not ok then error("flowmusic.ngx_metrics: cannot start the refresh timer: " .. tostring(err), 2) end
+    armed = true
+  end
+  return true
+end
+
+-- flowmusic_requests_total from the shared dict's counters.
+local function requests_family(d)
+  local fam = prometheus.family("flowmusic_requests_total", "counter",
+    "Requests this nginx made through flowmusic, by operation and outcome")
+  local rows = {}
+  for _, k in ipairs(d:get_keys(0)) do
+    local op, outcome = k:match("^req\t([^\t]*)\t(.*)$")
+    if op then rows[#rows + 1] = { op, outcome, d:get(k) or 0 } end
+  end
+  table.sort(rows, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+  for _, r in ipairs(rows) do prometheus.add(fam, { { "op", r[1] }, { "outcome", r[2] } }, r[3]) end
+  return fam
+end
+
+--- The exposition text: collection metrics (success, timestamp, age), the stored account
+-- metrics and the request counters. Makes no API call.
+-- @treturn string
+function M.exposition()
+  if not cfg then error("flowmusic.ngx_metrics: call start() first (in init_worker_by_lua)", 2) end
+  local d = shared(cfg.dict, 2)
+  local data = d:get(KEY_DATA)
+  local ts, body
+  if data then
+    local t, rest = data:match("^([^\n]*)\n(.*)$")
+    ts, body = tonumber(t), rest
+  end
+  local now = ngx.now()
+  local age = ts and math.floor(math.max(0, now - ts) * 1000 + 0.5) / 1000
+  local fresh = ts ~= nil and d:get(KEY_OK) == true and age <= M.STALE_INTERVALS * cfg.interval
+  return prometheus.render(prometheus.status_families({ success = fresh, timestamp = ts, age = age }))
+    .. (body or "") .. prometheus.render({ requests_family(d) })
+end
+
+--- Number of refreshes done so far by this nginx (all workers).
+-- @treturn number
+function M.refreshes()
+  if not cfg then return 0 end
+  return shared(cfg.dict, 2):get(KEY_REFRESHES) or 0
+end
+
+--- Content handler: answer the exposition (`content_by_lua_block`). Makes no API call.
+function M.serve()
+  local text = M.exposition()
+  ngx.header["Content-Type"] = prometheus.CONTENT_TYPE
+  ngx.print(text)
+  return ngx.exit(ngx.HTTP_OK)
+end
+
+return M
