@@ -92,9 +92,14 @@ describe("flowmusic CLI interrupted by signals", function()
   it("SIGINT or SIGTERM during accounts get: exit 130/143, no stack trace", function()
     local email = sb:seed(1)[1]
     sb:fault { fault = "latency", ms = 3000, method = "GET", count = 0 }
+    local key = "GET /v1/flowmusic/accounts/" .. email:gsub("@", "%%40")
     for sig, want in pairs({ INT = 130, TERM = 143 }) do
+      local before = sb:requests().by[key] or 0
       local h = c:spawn("accounts get " .. email)
-      socket.sleep(1)
+      -- Signal once the request is at the server (the command is inside its call by then,
+      -- its handler installed), not after a fixed time a loaded machine may not keep.
+      local deadline = socket.gettime() + 20
+      repeat socket.sleep(0.05) until (sb:requests().by[key] or 0) > before or socket.gettime() > deadline
       h.signal(sig)
       assert.equal(want, h.wait(30))
       local err = h.err()
