@@ -32,7 +32,7 @@ if arg[1] == "child" then
   local flowmusic = require "flowmusic"
   local core = require "flowmusic.core"
   local fleet_usage = require "flowmusic.fleet.usage"
-  local cli_usage = require "flowmusic.cli.usage"
+  local cli = require "flowmusic.cli"
   local client = flowmusic.new { token = token, base_url = base_url, timeout = 120, deadline = 600 }
   collectgarbage("collect")
   local base = status_kib("VmRSS")
@@ -61,7 +61,7 @@ if arg[1] == "child" then
     io.output(devnull)
     local real = io.stdout
     io.stdout = devnull -- luacheck: ignore (the command writes to io.stdout)
-    local code = cli_usage({ "--all", "--json", "--concurrency", tostring(concurrency) })
+    local code = cli.main({ "usage", "--all", "--json", "--concurrency", tostring(concurrency) })
     io.stdout = real -- luacheck: ignore
     assert(code == 0, "usage --all exited " .. tostring(code))
     charged = 0

@@ -26,11 +26,12 @@ export USEAPI_TOKEN=user:1-sandbox   # the sandbox's default API token
 for t in alice bob carol; do
     fm accounts add --refresh-token-file "examples/tokens/$t.txt" >/dev/null
 done
-fm usage --all --html "$dir/report.html" --chart
+fm usage --all --html "$dir/report.html" --chart   # the terminal report, bars included
 mkdir -p "$(dirname "$out")"
+case $out in /*) abs=$out ;; *) abs=$PWD/$out ;; esac
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
     --user-data-dir="$dir/profile" --window-size=1200,900 --hide-scrollbars \
-    --screenshot="$PWD/$out" "file://$dir/report.html" >/dev/null 2>&1
+    --screenshot="$abs" "file://$dir/report.html" >/dev/null 2>&1
 [[ -s $out ]] || { echo "report-screenshot: chromium wrote no screenshot" >&2; exit 1; }
 echo "wrote $out"

@@ -41,6 +41,20 @@ describe("GET /report in nginx", function()
         .. "dir = \"@PREFIX@\", watch_pid = %d, watch_start = %q }\n"):format(indent, pid, start or "")
     end)
     assert(n == 1, "example has no init_worker_by_lua_block")
+    -- a test-only location: refresh now, even when the page is fresh
+    conf, n = conf:gsub("\n(%s*)location / {", function(indent)
+      return "\n" .. indent .. [[location = /t/refresh {
+            content_by_lua_block {
+                local app = require "flowmusic_example"
+                ngx.shared.flowmusic_report:delete("at")
+                local ok, err = require("flowmusic.ngx_report").refresh { dict = "flowmusic_report",
+                    client = app.client, interval = 300, days = 30 }
+                ngx.say(tostring(ok), " ", tostring(err))
+            }
+        }
+]] .. indent .. "location / {"
+    end)
+    assert(n == 1)
     srv = openresty.start { conf = conf, env = { USEAPI_TOKEN = sb.token, FLOWMUSIC_BASE_URL = sb.base_url } }
   end)
 
@@ -92,5 +106,21 @@ describe("GET /report in nginx", function()
       assert.equal(body, b)
     end
     assert.equal(2 * #emails, usage_calls())
+
+    -- a refresh that fails (the account list answers 500) keeps the page it had
+    local list_path = sb.base_url:match("^https?://[^/]+(.*)$") .. "/accounts"
+    sb:fault { fault = "status", code = 500, method = "GET", path = list_path, count = 0 }
+    local s2, b2 = srv:get("/t/refresh")
+    sb:clear_faults()
+    assert.equal(200, s2)
+    assert.truthy(b2:find("^nil cannot list the accounts: "), b2)
+    status, body = srv:get("/report")
+    assert.equal(200, status)
+    assert.truthy(body:find("<b>" .. output.number(charged / 12) .. "</b>charged credits", 1, true))
+    assert.truthy(srv:error_log():find("flowmusic.ngx_report: refresh failed", 1, true))
+    -- and one that works replaces it
+    s2, b2 = srv:get("/t/refresh")
+    assert.equal(200, s2)
+    assert.equal("true nil\n", b2)
   end)
 end)
