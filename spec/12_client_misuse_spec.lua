@@ -110,8 +110,11 @@ describe("flowmusic misuse", function()
       raises(function() client:get_account() end, "email must be a string")
     end)
 
-    it("'usage' can't be an account path", function()
-      raises(function() client:get_account("usage") end, "usage")
+    it("'usage' can't be an account path, nor any other string that is not name@domain", function()
+      raises(function() client:get_account("usage") end, "name@domain")
+      raises(function() client:delete_account("not-an-email") end, "name@domain")
+      raises(function() client:set_max_jobs("a@b@c", 4) end, "name@domain")
+      raises(function() client:get_usage("@x.com") end, "name@domain")
     end)
 
     it("methods must be called with ':'", function()

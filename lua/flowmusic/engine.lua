@@ -259,6 +259,7 @@ local function drop(run, i, err)
   local r = run.results[i]
   run.session:cancel(i)
   r.in_flight = false
+  r.attempts = r.attempts + 1 -- the dropped attempt was sent (or being sent) all the same
   run.active = run.active - 1
   event(run, r, run.calls[i], err.kind == "timeout" and "timeout" or "cancelled")
   fail(run, i, r, err)
@@ -297,8 +298,9 @@ local function check_stop(run, now)
     end
     run.waiting = {}
     for i = run.next_fresh, run.n do
-      local call = run.calls[i]
-      fail(run, i, run.results[i], errors.new { kind = "cancelled", reason = "not_run", reached = false,
+      local call, r = run.calls[i], run.results[i]
+      r.started = run.clock() -- never started: it took no time
+      fail(run, i, r, errors.new { kind = "cancelled", reason = "not_run", reached = false,
         method = call.method, path = call.path, message = "not started: the run was stopped" })
     end
     run.next_fresh = run.n + 1

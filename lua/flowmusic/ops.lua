@@ -58,8 +58,8 @@ local function account_record(doc, null) return account_shape(doc, null, "") end
 local function bad(name, i, msg) return nil, ("bad argument #%d to '%s' (%s)"):format(i, name, msg) end
 
 -- The one email argument of get_account, delete_account, get_usage.
-local function email_arg(name, a, path_use)
-  local email, msg = validate.email(a[1], path_use)
+local function email_arg(name, a)
+  local email, msg = validate.email(a[1])
   if not email then return bad(name, 1, msg) end
   return email
 end
@@ -142,7 +142,7 @@ M.define {
 M.define {
   name = "get_account", label = "get account", min_args = 1,
   build = function(a)
-    local email, msg = email_arg("get_account", a, true)
+    local email, msg = email_arg("get_account", a)
     if not email then return nil, msg end
     return { method = "GET", path = "/accounts/" .. validate.escape(email) }
   end,
@@ -153,7 +153,7 @@ M.define {
 M.define {
   name = "delete_account", label = "delete account", min_args = 1,
   build = function(a)
-    local email, msg = email_arg("delete_account", a, true)
+    local email, msg = email_arg("delete_account", a)
     if not email then return nil, msg end
     return { method = "DELETE", path = "/accounts/" .. validate.escape(email) }
   end,

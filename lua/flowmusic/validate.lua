@@ -20,19 +20,19 @@ function M.escape(s)
   return e
 end
 
---- An account email, as used in a path, a query or a body.
--- @param path_use true when the email becomes a path segment of /accounts/{email}
+--- An account email, as used in a path, a query or a body: name@domain, no control
+-- characters, at most 320 bytes.
 local good_emails, good_n = {}, 0
-function M.email(v, path_use)
+function M.email(v)
   if good_emails[v] then return v end
   if type(v) ~= "string" then return nil, "email must be a string, got " .. type(v) end
   if v == "" then return nil, "email must not be empty" end
   if #v > 320 then return nil, "email is longer than 320 bytes" end
   if v:find("%c") then return nil, "email must not contain control characters" end
   if v == "." or v == ".." then return nil, "email must not be '.' or '..'" end
-  if v == "usage" then
-    if path_use then return nil, "email 'usage' would address the /accounts/usage endpoint" end
-    return v
+  -- (This also keeps 'usage' from addressing the /accounts/usage endpoint as a path.)
+  if not v:find("^[^@]+@[^@]+$") then
+    return nil, "email must look like name@domain (one '@' with text on both sides)"
   end
   if good_n >= CACHE_MAX then good_emails, good_n = {}, 0 end
   good_emails[v], good_n = true, good_n + 1

@@ -99,12 +99,11 @@ exit status: 0 success, 1 the API call failed (e.g. 404 no such account), 2 usag
 input error (unknown option, bad N, unreadable or empty token file, no API token),
 130/143 interrupted by SIGINT/SIGTERM.]]
 
--- The EMAIL argument; path_use: it becomes a path segment (/accounts/{email}).
-local function email_arg(cmd, path_use)
+-- The EMAIL argument, checked by the library's rule.
+local function email_arg(cmd)
   cmd:argument("EMAIL", "The account's email address."):target("email")
-    :convert(function(v) return common.email(v, path_use) end)
+    :convert(common.email)
 end
-local function path_email_arg(cmd) email_arg(cmd, true) end
 
 local function options(cmd)
   common.connection_options(cmd)
@@ -115,7 +114,7 @@ end
 -- Sub-commands: words, one-line summaries and their own arguments.
 local SUBS = {
   { "list", "All accounts: email, tier, maxJobs, added, last refresh, state.", function() end },
-  { "get", "One account, with its remaining credits and tokens.", path_email_arg },
+  { "get", "One account, with its remaining credits and tokens.", email_arg },
   { "add", "Add an account, or refresh it when it exists, from its Flow Music refresh token.",
     function(cmd)
       cmd:description([[
@@ -133,7 +132,7 @@ The token is read from --refresh-token-file FILE or from standard input ('-' or
       cmd:argument("N", "The new maxJobs, an integer 1-16."):target("n")
         :convert(function(v) return common.max_jobs(v, "N (maxJobs)") end)
     end },
-  { "delete", "Remove an account.", path_email_arg },
+  { "delete", "Remove an account.", email_arg },
 }
 
 local function run(args)

@@ -62,8 +62,8 @@ local COLUMNS = {
 local OPS = {
   add = { need = { refresh_token_file = true }, allow = { email = true, max_jobs = true } },
   ["set-max-jobs"] = { need = { email = true, max_jobs = true }, allow = {} },
-  get = { need = { email = true }, allow = {}, path = true },
-  delete = { need = { email = true }, allow = {}, path = true },
+  get = { need = { email = true }, allow = {} },
+  delete = { need = { email = true }, allow = {} },
   usage = { need = { email = true }, allow = {} },
 }
 local OP_NAMES = "add, set-max-jobs, get, delete, usage"
@@ -104,7 +104,7 @@ local function plan_row(row, base_dir)
     end
   end
   if row.email ~= nil then
-    local ok, err = common.email(row.email, rule.path)
+    local ok, err = common.email(row.email)
     if not ok then p.error = err return p end
   end
   if row.max_jobs ~= nil then

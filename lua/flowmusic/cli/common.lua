@@ -77,10 +77,9 @@ function M.max_jobs(v, what)
   return ok
 end
 
---- An account email, judged by the library's rule (flowmusic.validate); path_use when it
--- becomes a path segment (/accounts/{email}).
-function M.email(v, path_use)
-  return validate.email(v, path_use)
+--- An account email, judged by the library's rule (flowmusic.validate).
+function M.email(v)
+  return validate.email(v)
 end
 
 -- An argparse convert function from a checker returning value or nil, message.

@@ -63,7 +63,7 @@ function M.parse(text, opts)
     elseif row.email == nil then
       bad = "email is required"
     else
-      local ok, msg = validate.email(row.email, true)
+      local ok, msg = validate.email(row.email)
       if not ok then bad = msg end
     end
     local entry = { line = row.line, email = row.email }

@@ -90,7 +90,7 @@ local function check_wanted(wanted)
         error(("flowmusic.fleet: wanted entry %d: unknown key '%s'"):format(i, tostring(k)), 3)
       end
     end
-    local email, msg = validate.email(e.email, true)
+    local email, msg = validate.email(e.email)
     if not email then error(("flowmusic.fleet: wanted entry %d: %s"):format(i, msg), 3) end
     if seen[email] then
       error(("flowmusic.fleet: wanted entry %d: duplicate email %s (also entry %d)"):format(i, email, seen[email]), 3)
@@ -490,7 +490,7 @@ function M.decode(text, opts)
   for i, r in ipairs(doc.rows) do
     local bad
     if type(r) ~= "table" or not KNOWN_ACTION[r.action] then bad = "unknown action"
-    elseif not validate.email(r.email, true) then bad = "bad email"
+    elseif not validate.email(r.email) then bad = "bad email"
     elseif not int_or_nil(r.from_max_jobs) or not int_or_nil(r.to_max_jobs) then bad = "bad maxJobs"
     elseif r.action == "set-max-jobs" and not (r.to_max_jobs and validate.max_jobs(r.to_max_jobs)) then
       bad = "set-max-jobs without a valid to_max_jobs"
