@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Install (only when missing) the Debian packages flowmusic needs, then build the C core.
 #   scripts/setup.sh            runtime + build: Lua 5.4, libcurl, cjson, nginx for the sandbox
-#   scripts/setup.sh --test     also what the test suite needs (busted, Lua 5.1, python3-requests,
-#                               prometheus)
-# Builds build/ (Lua 5.4); with --test also build51/ (Lua 5.1 API) and build-asan/.
-# With --test also: Lua 5.2, 5.3 and LuaJIT (luajit2), luacheck, LDoc (+ lua-markdown),
-# Prometheus, Chromium; builds build52/ and build53/ too, and every build uses -Werror.
+#   scripts/setup.sh --test     also what the test suite needs: busted, Lua 5.1, 5.2, 5.3 and
+#                               LuaJIT (luajit2), luacheck, LDoc (+ lua-markdown), Prometheus
+#                               (+ promtool), Chromium, curl, openssl, python3-requests
+# Builds build/ (Lua 5.4); with --test also build51/ (Lua 5.1 API, for LuaJIT too), build52/,
+# build53/ and build-asan/, every one with -Werror.
 # Packages are installed as root or through sudo. Without either, setup names the missing
 # packages, prints the apt-get line to run as root, and exits 2.
 set -euo pipefail
@@ -18,15 +18,13 @@ with_tests=0
 if [[ ${1:-} == --test ]]; then
     with_tests=1
     packages+=(lua5.1 liblua5.1-0-dev lua-busted luarocks curl openssl python3-requests)
-    packages+=(prometheus)  # prometheus + promtool: spec/5x_status_*
-fi
-
-if ((with_tests)); then
     # Every Lua the code supports, and lint + API reference tools. Not Debian's `luajit`: on
     # bookworm it conflicts with libnginx-mod-http-lua, and installing it removes nginx's lua
     # module; luajit2 is the OpenResty branch of LuaJIT.
     packages+=(lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev
-               lua-check lua-ldoc lua-markdown prometheus chromium)
+               lua-check lua-ldoc lua-markdown
+               prometheus  # the server and promtool: spec/5x_status_*
+               chromium)   # headless: spec/71_usage_report_browser_spec.lua
 fi
 
 missing=()
