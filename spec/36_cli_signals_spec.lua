@@ -104,8 +104,9 @@ describe("flowmusic CLI interrupted by signals", function()
       until exe:find("lua") or h.done() or socket.gettime() - t0 > 10
       if pause > 0 then socket.sleep(pause) end
       h.signal("INT")
-      assert.equal(130, h.wait(30), "SIGINT after " .. pause .. " s")
+      local code = h.wait(30)
       local err = h.err()
+      assert.equal(130, code, "SIGINT after " .. pause .. " s; stderr: " .. err)
       assert.falsy(contains(err, "traceback"), err)
       assert.falsy(err:find("%.lua:%d"), err)
       assert.falsy(contains(err, "internal error"), err)
