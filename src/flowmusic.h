@@ -10,6 +10,10 @@
 
 double fm_now_seconds(void);        /* monotonic clock (clock.c) */
 int fm_signal_count(void);          /* signals caught so far (signals.c) */
+/* Decode JSON text (json.c): returns 1 with the value pushed, or 0 with a message and a kind
+ * ("syntax", "shape", "too_large") pushed. null_index: stack index of the value JSON null
+ * becomes, 0 for nil; max_values: 0 for no bound. Raises only when memory runs out. */
+int fm_json_decode(lua_State *L, const char *text, size_t len, int null_index, size_t max_values, int want_object);
 
 int fm_clock_open(lua_State *L);    /* core.now */
 int fm_codes_open(lua_State *L);    /* core.CURLE */
