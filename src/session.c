@@ -89,8 +89,16 @@ static void forget_parent_handles(fm_session *s) {
     s->pid = getpid();
 }
 
+/* The session at idx, for methods whose upvalue 1 is the session metatable: comparing with it
+ * spares luaL_checkudata's registry lookup on every call. */
 static fm_session *check_session(lua_State *L, int idx) {
-    fm_session *s = luaL_checkudata(L, idx, FM_SESSION_MT);
+    fm_session *s = lua_touserdata(L, idx);
+    int ok = 0;
+    if (s != NULL && lua_getmetatable(L, idx)) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok) luaL_argerror(L, idx, "flowmusic.session expected");
     if (s->closed) luaL_error(L, "flowmusic: attempt to use a closed client");
     if (s->pid != getpid()) forget_parent_handles(s);
     return s;
@@ -186,16 +194,18 @@ static int req_flag(lua_State *L, int idx, const char *name) {
     return v;
 }
 
-/** session:start(id, request, timeout_ms) -> true | nil, err
- * Queues one request; it runs during poll(). id is echoed in its completion. request is a
+/** session:start(id, request, timeout) -> true | nil, err
+ * Queues one request; it runs during poll(). id is echoed in its completion; timeout: seconds
+ * for the whole attempt (rounded up to a millisecond). request is a
  * table: method ("GET", "POST", ...), url, body (JSON text, optional), fresh (never reuse a
- * pooled connection), compressed (offer gzip/deflate/br), head (report the header block even
- * for a 2xx answer). */
+ * pooled connection), compressed (offer gzip/deflate/br), answer ("object": a 2xx answer is
+ * handed over decoded, as `doc`; "raw": the header block is reported even for a 2xx answer). */
 static int session_start(lua_State *L) {
     fm_session *s = check_session(L, 1);
     fm_request req;
     fm_transfer *t;
-    const char *err;
+    const char *err, *answer;
+    double timeout;
     lua_Integer id = luaL_checkinteger(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);
     memset(&req, 0, sizeof req);
@@ -207,9 +217,15 @@ static int session_start(lua_State *L) {
     req.body = req_string(L, 3, "body", &req.body_len);
     req.fresh_connection = req_flag(L, 3, "fresh");
     req.compressed = req_flag(L, 3, "compressed");
-    req.want_head = req_flag(L, 3, "head");
-    req.timeout_ms = (long)luaL_checkinteger(L, 4);
-    if (req.timeout_ms < 1) req.timeout_ms = 1;
+    lua_getfield(L, 3, "answer");
+    answer = lua_tostring(L, -1);
+    req.want_head = answer != NULL && strcmp(answer, "raw") == 0;
+    req.decode = answer != NULL && strcmp(answer, "object") == 0;
+    lua_pop(L, 1);
+    timeout = luaL_checknumber(L, 4) * 1000;
+    if (!(timeout >= 1)) req.timeout_ms = 1; /* NaN too */
+    else if (timeout >= 2e9) req.timeout_ms = 2000000000L;
+    else req.timeout_ms = (long)timeout + ((double)(long)timeout < timeout); /* rounded up */
 
     /* From here on no Lua call may raise until the transfer is linked into the session. */
     if (s->multi == NULL && (s->multi = curl_multi_init()) == NULL) {
@@ -260,18 +276,28 @@ static void collect_finished(fm_session *s) {
 }
 
 
-/** session:poll([timeout_seconds]) -> completion | nil
+/** session:poll([timeout_seconds [, into [, null [, max_values]]]]) -> completion, more | nil
  * Runs transfers until one finishes, the timeout passes (0: just one step) or a caught signal
- * arrives, and returns the completion of one finished transfer (call again with 0 for the
- * next: finished ones are handed out without running libcurl again). With nothing in flight
- * it sleeps for the timeout.
- * A completion is { id, status, code, message?, sent, sends, too_large?, out_of_memory?, body,
- * head }: code is libcurl's CURLcode (0 = the exchange completed), head the raw header block
- * of the final response (see core.parse_headers; only when asked for with `head` at start or
- * when the status is not 2xx), sends counts libcurl's own re-sends too. */
+ * arrives, and returns the completion of one finished transfer, and whether more finished ones
+ * wait (call again with 0 for them: they are handed out without running libcurl again). With
+ * nothing in flight it sleeps for the timeout.
+ *
+ * A completion has id, status, code (libcurl's CURLcode; 0 only for a complete exchange:
+ * never for an answer over max_response_bytes) and sends (libcurl's own re-sends counted).
+ * Then:
+ * - the usual case, code 0 and a 2xx status: for a request with answer "object", `doc` (the
+ *   answer decoded, JSON null as `null`, at most max_values values) or, when it does not
+ *   decode, `decode_error` and `decode_kind` (as core.json_decode); for others, `body`;
+ * - otherwise (and for answer "raw"): body (empty unless code is 0), sent, message (libcurl's,
+ *   when code is not 0), too_large, out_of_memory, head (the raw header block of the final
+ *   response, see core.parse_headers).
+ * The completion is written into the table `into` when given (a reusable one): the fields a
+ * case does not list keep what an earlier completion left there. */
 static int session_poll(lua_State *L) {
     fm_session *s = check_session(L, 1);
     double timeout = luaL_optnumber(L, 2, 0);
+    lua_Integer max_values = luaL_optinteger(L, 5, 0);
+    fm_decoding how;
     double until = fm_now_seconds() + (timeout > 0 ? timeout : 0);
     int running = 0;
     fm_transfer *t;
@@ -291,10 +317,14 @@ static int session_poll(lua_State *L) {
         }
     }
     if ((t = s->done) == NULL) return 0;
-    fm_transfer_push_result(L, t); /* may raise: t is still on the done list then */
+    how.into = lua_istable(L, 3) ? 3 : 0;
+    how.null_index = lua_isnoneornil(L, 4) ? 0 : 4;
+    how.max_values = max_values > 0 ? (size_t)max_values : 0;
+    fm_transfer_push_result(L, t, &how); /* may raise: t is still on the done list then */
     s->done = t->next;
     put_idle(s, t);
-    return 1;
+    lua_pushboolean(L, s->done != NULL);
+    return 2;
 }
 
 /** session:cancel(id) -> true when the request with this id was in flight and is now dropped
@@ -367,7 +397,9 @@ int fm_session_open(lua_State *L) {
     };
     luaL_newmetatable(L, FM_SESSION_MT);
     fm_setfuncs(L, meta, 0);
-    fm_newlib(L, methods_reg);
+    lua_createtable(L, 0, (int)(sizeof methods_reg / sizeof methods_reg[0]) - 1);
+    lua_pushvalue(L, -2);
+    fm_setfuncs(L, methods_reg, 1);       /* metatable, methods (each with the metatable) */
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "locked");
     lua_setfield(L, -2, "__metatable");

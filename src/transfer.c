@@ -1,6 +1,7 @@
 /* transfer.c - one HTTP exchange on a reusable libcurl easy handle: setup, the libcurl
  * callbacks (plain C, never the Lua API), and the completion table built afterwards. */
 #include "transfer.h"
+#include "flowmusic.h"
 
 #include <lauxlib.h>
 
@@ -32,10 +33,10 @@ static void note_content_length(fm_transfer *t, const char *line, size_t len) {
     else if (value <= FM_PRESIZE_MAX) (void)fm_buffer_reserve(&t->body, (size_t)value);
 }
 
-/* A status line starts a new header block: is it an interim (1xx) one? */
-static int is_interim_status(const char *p, size_t len) {
+/* The status class digit of a status line ("HTTP/1.1 204 ..." -> '2'), or 0. */
+static char status_class(const char *p, size_t len) {
     const char *sp = memchr(p, ' ', len);
-    return sp != NULL && (size_t)(sp - p) + 1 < len && sp[1] == '1';
+    return sp != NULL && (size_t)(sp - p) + 1 < len ? sp[1] : 0;
 }
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
@@ -43,12 +44,15 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
     size_t len = size * nmemb;
     if (t->body_seen) return len; /* trailers: not part of the final header section */
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        char class = status_class(p, len);
         t->head.len = 0; /* a new block: earlier (1xx) blocks are dropped */
-        t->interim = is_interim_status(p, len);
+        t->interim = class == '1';
+        /* Lua reads the block of a 2xx answer only when it asked for it: don't copy it */
+        t->keep_head = t->want_head || class != '2';
     }
     note_content_length(t, p, len);
     if (t->too_large) return 0;
-    if (fm_buffer_append(&t->head, p, len) != 0) { t->out_of_memory = 1; return 0; }
+    if (t->keep_head && fm_buffer_append(&t->head, p, len) != 0) { t->out_of_memory = 1; return 0; }
     return len;
 }
 
@@ -75,7 +79,7 @@ void fm_transfer_recycle(fm_transfer *t) {
     fm_buffer_clear(&t->body);
     fm_buffer_clear(&t->head);
     t->too_large = t->out_of_memory = 0;
-    t->is_head = t->interim = t->body_seen = t->sends = 0;
+    t->is_head = t->interim = t->keep_head = t->body_seen = t->sends = 0;
     t->result = CURLE_OK;
     t->errbuf[0] = '\0';
     t->next = NULL;
@@ -99,9 +103,11 @@ static int add_header(struct curl_slist **list, const char *line) {
 }
 
 int fm_settings_build_headers(fm_settings *s) {
-    /* Every custom header costs libcurl a scan per request: the bodyless list has only what
-     * it needs. "Expect:" stops libcurl from waiting for 100-continue on larger POST bodies. */
-    const char *const common[] = {s->auth_header, "Accept: application/json", s->ua_header};
+    /* libcurl 7.88 formats every custom header byte by byte (about 100 instructions a byte),
+     * so the lists hold only what is needed: the vendor's own examples send Authorization
+     * alone (libcurl then adds its own Accept line, as curl does). "Expect:" stops libcurl
+     * from waiting for 100-continue on larger POST bodies. */
+    const char *const common[] = {s->auth_header, s->ua_header};
     size_t i;
     for (i = 0; i < sizeof common / sizeof common[0]; i++) {
         if (common[i] == NULL) continue; /* no user agent */
@@ -186,6 +192,7 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
     t->max_bytes = s->max_response_bytes;
     t->is_head = strcmp(req->method, "HEAD") == 0;
     t->want_head = req->want_head;
+    t->decode = req->decode;
     /* A GET after a GET needs no method options at all; anything else sets them afresh. */
     if (!(t->last.valid && bodyless_get && t->last.method == req->method)) {
         if ((err = set_method(t, req)) != NULL) { t->last.valid = 0; return err; }
@@ -210,41 +217,59 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
 
 #undef SET
 
-void fm_transfer_push_result(lua_State *L, fm_transfer *t) {
+/* Set field name of the table on top to the string s, or to nil. */
+static void set_string_or_nil(lua_State *L, const char *name, const char *s, size_t len) {
+    if (s != NULL) lua_pushlstring(L, s, len);
+    else lua_pushnil(L);
+    lua_setfield(L, -2, name);
+}
+
+static void set_flag(lua_State *L, const char *name, int on) {
+    if (on) lua_pushboolean(L, 1);
+    else lua_pushnil(L);
+    lua_setfield(L, -2, name);
+}
+
+void fm_transfer_push_result(lua_State *L, fm_transfer *t, const fm_decoding *how) {
     long status = 0, request_size = 0;
+    const char *message;
     int complete = t->result == CURLE_OK && !t->too_large && !t->out_of_memory;
+    /* The usual completion: a complete 2xx exchange whose headers nobody reads. */
+    int usual;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size);
-    lua_createtable(L, 0, 9);
+    usual = complete && status >= 200 && status < 300 && !t->want_head;
+    if (how->into) lua_pushvalue(L, how->into);
+    else lua_createtable(L, 0, usual ? 4 : 10);
     lua_pushinteger(L, (lua_Integer)t->id);
     lua_setfield(L, -2, "id");
     lua_pushinteger(L, (lua_Integer)status);
     lua_setfield(L, -2, "status");
-    lua_pushinteger(L, (lua_Integer)t->result);
+    /* A complete exchange is code 0: an oversize or unstorable answer is never one. */
+    lua_pushinteger(L, complete ? 0 : t->result != CURLE_OK ? (lua_Integer)t->result : (lua_Integer)CURLE_WRITE_ERROR);
     lua_setfield(L, -2, "code");
-    if (t->result != CURLE_OK) {
-        lua_pushstring(L, t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
-        lua_setfield(L, -2, "message");
-    }
-    lua_pushboolean(L, request_size > 0);
-    lua_setfield(L, -2, "sent");
     lua_pushinteger(L, (lua_Integer)t->sends);
     lua_setfield(L, -2, "sends");
-    if (t->too_large) {
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "too_large");
-    }
-    if (t->out_of_memory) {
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "out_of_memory");
+    if (usual && t->decode) {
+        const char *text = t->body.data ? t->body.data : "";
+        if (fm_json_decode(L, text, t->body.len, how->null_index, how->max_values, 1)) {
+            lua_setfield(L, -2, "doc");
+        } else {                                  /* completion, message, kind */
+            lua_setfield(L, -3, "decode_kind");
+            lua_setfield(L, -2, "decode_error");
+            lua_pushnil(L);
+            lua_setfield(L, -2, "doc");
+        }
+        return;
     }
     /* A partial body is never copied into Lua: nothing reads it, and it may be huge. */
-    if (complete) lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
-    else lua_pushliteral(L, "");
-    lua_setfield(L, -2, "body");
-    /* The common 2xx answer to a typed call needs no headers: skip the copy. */
-    if (t->want_head || status < 200 || status >= 300) {
-        lua_pushlstring(L, t->head.data ? t->head.data : "", t->head.len);
-        lua_setfield(L, -2, "head");
-    }
+    set_string_or_nil(L, "body", complete ? (t->body.data ? t->body.data : "") : "", complete ? t->body.len : 0);
+    if (usual) return;
+    curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size);
+    lua_pushboolean(L, request_size > 0);
+    lua_setfield(L, -2, "sent");
+    message = t->result == CURLE_OK ? NULL : t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
+    set_string_or_nil(L, "message", message, message ? strlen(message) : 0);
+    set_flag(L, "too_large", t->too_large);
+    set_flag(L, "out_of_memory", t->out_of_memory);
+    set_string_or_nil(L, "head", t->head.data ? t->head.data : "", t->head.len);
 }

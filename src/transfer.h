@@ -34,6 +34,7 @@ typedef struct fm_request {
     long timeout_ms;          /* whole attempt */
     int compressed;           /* offer gzip/deflate/br (for answers that can be large) */
     int want_head;            /* report the header block of a 2xx answer too */
+    int decode;               /* hand a 2xx answer over decoded (a JSON object), not as text */
 } fm_request;
 
 typedef struct fm_transfer {
@@ -45,9 +46,11 @@ typedef struct fm_transfer {
     int out_of_memory;        /* a buffer could not grow */
     int is_head;              /* HEAD: a Content-Length describes no body here */
     int interim;              /* inside a 1xx header block */
+    int keep_head;            /* the current header block is copied into head */
     int body_seen;            /* body bytes arrived: later headers are trailers */
     int sends;                /* times libcurl sent the request (its own re-sends included) */
     int want_head;            /* the caller reads headers of 2xx answers (raw requests) */
+    int decode;               /* a 2xx answer is decoded here (see fm_request) */
     CURLcode result;
     long long id;             /* the caller's tag, echoed in the completion */
     char errbuf[CURL_ERROR_SIZE];
@@ -73,10 +76,15 @@ void fm_transfer_recycle(fm_transfer *t);
 void fm_transfer_free(fm_transfer *t);
 /* Build the header lists of s from its auth_header; 0, or -1 when memory runs out. */
 int fm_settings_build_headers(fm_settings *s);
-/* Push the completion table of a finished transfer: id, status, code, message, sent, sends,
- * too_large, out_of_memory (both only when true), body (empty unless the exchange completed),
- * head (raw header block of the final response). May raise (memory); t is left untouched. */
-void fm_transfer_push_result(lua_State *L, fm_transfer *t);
+/* How a completion is written (see fm_transfer_push_result). */
+typedef struct fm_decoding {
+    int into;                 /* stack index of a table to write into, 0 for a new table */
+    int null_index;           /* stack index of the value JSON null becomes, 0 for nil */
+    size_t max_values;        /* bound on decoded values, 0 for none */
+} fm_decoding;
+/* Push the completion of a finished transfer (fields: see session:poll in session.c). May
+ * raise (memory); t is left untouched. */
+void fm_transfer_push_result(lua_State *L, fm_transfer *t, const fm_decoding *how);
 
 #pragma GCC visibility pop
 

@@ -115,7 +115,8 @@ end
 -- Turn a completed attempt into values (true, v1, v2, v3) or (false, err, fallback): the
 -- fallback is the raw request's body when its final status is an error.
 local function interpret(run, call, c)
-  if c.code ~= 0 or c.too_large or c.out_of_memory then return false, errors.from_transport(c, call) end
+  c.headers = nil -- (c is reused: no earlier completion's headers)
+  if c.code ~= 0 then return false, errors.from_transport(c, call) end
   local status, op = c.status, call.op
   local answer = op.answer
   if status < 200 or status >= 300 then
@@ -134,9 +135,8 @@ local function interpret(run, call, c)
   end
   local doc
   if answer == "object" then
-    local derr, kind
-    doc, derr, kind = json_decode(c.body, run.cfg.null, run.max_values, true)
-    if derr then return false, decode_error(call, status, derr, kind) end
+    doc = c.doc -- decoded by the session
+    if doc == nil then return false, decode_error(call, status, c.decode_error, c.decode_kind) end
     local shape = op.shape
     if shape then
       local msg = shape(doc, run.cfg.null)
@@ -164,7 +164,7 @@ local function start(run, i, now)
   local timeout = call.timeout or run.cfg.timeout
   if timeout > left then timeout = left end
   r.attempt_started = now
-  local ok, serr = run.session:start(i, call, math.ceil(timeout * 1000))
+  local ok, serr = run.session:start(i, call, timeout)
   if not ok then
     return fail(run, i, r, errors.new { kind = "network", reason = "local_error", reached = false,
       message = serr, method = call.method, path = call.path })
@@ -209,7 +209,7 @@ local function complete(run, c, now)
     local extras = call.op.extras
     if extras[1] then r[extras[1]] = v2 end
     if extras[2] then r[extras[2]] = v3 end
-    event(run, r, call, "ok", c.status)
+    if run.on_event then event(run, r, call, "ok", c.status) end
     return finish(run, i, r)
   end
   local err, fallback = v1, v2
@@ -280,7 +280,6 @@ end
 -- Apply a stop: nothing new starts; calls never started or waiting for a retry end as
 -- cancelled at once; calls in flight get until stop_at, then are dropped too.
 local function check_stop(run, now)
-  if not (run.stop_requested or run.cancel or run.hook_error or run.stopping) then return end
   local want = run.stop_requested and "stop" or nil
   if run.cancel then
     local asked = run.cancel()
@@ -335,11 +334,13 @@ local function wait(run, now)
   if timeout < 0 then timeout = 0 end
   if run.active > 0 then
     local session = run.session
-    local c = session:poll(timeout)
+    local completion, null, max_values = run.completion, run.cfg.null, run.max_values
+    local c, more = session:poll(timeout, completion, null, max_values)
     now = run.clock()
     while c do
       complete(run, c, now)
-      c = session:poll(0)
+      if not more then break end
+      c, more = session:poll(0, completion, null, max_values)
     end
   elseif run.cfg.sleep then
     run.cfg.sleep(timeout)
@@ -355,7 +356,7 @@ local function new_run(session, cfg)
     max_values = math.floor(cfg.max_response_bytes / defaults.bytes_per_json_value),
     calls = false, results = false, n = 0, concurrency = 1, on_progress = false, cancel = false,
     grace = defaults.cancel_grace, max_wait = MAX_WAIT, late_reason = false,
-    next_fresh = 1, active = 0, done = 0, waiting = {}, pause_until = -huge,
+    next_fresh = 1, active = 0, done = 0, waiting = {}, pause_until = -huge, completion = {},
     stopping = false, stop_at = 0, stop_requested = false, hook_error = false,
   }
 end
@@ -372,12 +373,12 @@ end
 local function drive(run, now)
   local n = run.n
   while run.done < n do
-    check_stop(run, now)
+    if run.stop_requested or run.cancel or run.hook_error or run.stopping then check_stop(run, now) end
     start_ready(run, now)
     if run.done >= n then break end
     wait(run, now)
     now = run.clock()
-    expire(run, now)
+    if run.active > 0 then expire(run, now) end
   end
 end
 

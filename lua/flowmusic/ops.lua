@@ -39,20 +39,18 @@ local function never() return false end
 local function bodyless(method) return method == "GET" or method == "HEAD" end
 local function not_bodyless(method) return not bodyless(method) end
 
--- nil, or what is wrong with an account record (where: prefix naming its place; null: the
--- value JSON null became). Checked: the fields callers compute with.
+-- nil, or what is wrong with an account record (null: the value JSON null became; where:
+-- optional prefix naming its place). Checked: the fields callers compute with.
 local function account_shape(doc, null, where)
-  local jobs, credits, tokens = doc.maxJobs, doc.credits_remaining, doc.tokens_remaining
+  local jobs, credits, tokens, email = doc.maxJobs, doc.credits_remaining, doc.tokens_remaining, doc.email
   local field, v
   if jobs ~= nil and jobs ~= null and type(jobs) ~= "number" then field, v = "maxJobs", jobs
   elseif credits ~= nil and credits ~= null and type(credits) ~= "number" then field, v = "credits_remaining", credits
   elseif tokens ~= nil and tokens ~= null and type(tokens) ~= "number" then field, v = "tokens_remaining", tokens
-  elseif type(doc.email) ~= "string" and doc.email ~= nil and doc.email ~= null then field, v = "email", doc.email
+  elseif email ~= nil and email ~= null and type(email) ~= "string" then field, v = "email", email
   else return nil end
-  return ("%s'%s' must be a %s, got %s"):format(where, field, field == "email" and "string" or "number", type(v))
+  return ("%s'%s' must be a %s, got %s"):format(where or "", field, field == "email" and "string" or "number", type(v))
 end
-
-local function account_record(doc, null) return account_shape(doc, null, "") end
 
 -- Argument #i of name failed its check.
 local function bad(name, i, msg) return nil, ("bad argument #%d to '%s' (%s)"):format(i, name, msg) end
@@ -105,7 +103,7 @@ M.define {
     end
     return { method = "POST", path = "/accounts", json = body, secrets = { token } }
   end,
-  answer = "object", shape = account_record,
+  answer = "object", shape = account_shape,
   result = function(doc, status) return doc, status == 201 end,
   extras = { "created" },
   write = always, -- and never re-sent once it may have arrived: the token may rotate
@@ -120,7 +118,7 @@ M.define {
     if not n then return bad("set_max_jobs", 2, m) end
     return { method = "POST", path = "/accounts", json = { email = email, maxJobs = n } }
   end,
-  answer = "object", shape = account_record,
+  answer = "object", shape = account_shape,
   resend = always, -- setting the same value twice changes nothing
   write = always,
 }
@@ -146,7 +144,7 @@ M.define {
     if not email then return nil, msg end
     return { method = "GET", path = "/accounts/" .. validate.escape(email) }
   end,
-  answer = "object", shape = account_record,
+  answer = "object", shape = account_shape,
   resend = always,
 }
 
@@ -266,7 +264,7 @@ function M.prepare(name, args)
   local method = req.method
   return {
     op = rec, name = name, method = method, path = req.path, body = body, secrets = req.secrets,
-    compressed = req.compressed or false, fresh = rec.fresh(method), head = rec.answer == "raw",
+    compressed = req.compressed or false, fresh = rec.fresh(method), answer = rec.answer,
     resend = rec.resend(method), write = rec.write(method),
     timeout = opts and opts.timeout, deadline = opts and opts.deadline, retries = opts and opts.retries,
   }
