@@ -68,11 +68,11 @@ describe("flowmusic through a proxy", function()
     assert.is_nil(log:find(sb.token, 1, true))
   end)
 
-  it("the default user agent names flowmusic and libcurl", function()
+  it("the default user agent names flowmusic and its version", function()
     local c = h.client(sb, { proxy = proxy.root })
     assert.is_table(c:list_accounts())
     c:close()
-    local pattern = "GET /v1/flowmusic/accounts ua=flowmusic/%d+%.%d+%.%d+ libcurl/"
+    local pattern = "GET /v1/flowmusic/accounts ua=flowmusic/%d+%.%d+%.%d+\n"
     local log = log_with { { pattern, "pattern" } }
     assert.truthy(log:find(pattern), log)
   end)

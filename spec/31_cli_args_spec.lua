@@ -68,10 +68,10 @@ describe("flowmusic command line parser", function()
     end
   end)
 
-  it("--version prints the library version", function()
+  it("--version prints the library version and libcurl's", function()
     local code, out = c:run("--version")
     assert.equal(0, code)
-    assert.truthy(out:find("^flowmusic %d+%.%d+"))
+    assert.truthy(out:find("^flowmusic %d+%.%d+%.%d+ %(libcurl %d+%.%d+"), out)
   end)
 
   it("an explicit LUA_CPATH wins over the tree's build, and --version shows the real load error", function()

@@ -73,7 +73,7 @@ local function add_help(p)
   for _, sub in ipairs(p._commands or {}) do add_help(sub) end
 end
 
--- Load the flowmusic core and print its version, or the real load error.
+-- Load the flowmusic core and print its version (and libcurl's), or the real load error.
 local function version()
   local ok, lib = pcall(require, "flowmusic")
   if not ok then
@@ -81,7 +81,7 @@ local function version()
       (tostring(lib):gsub("[^\n]+", common.clean)), "\n")
     return common.FAILED
   end
-  io.stdout:write("flowmusic ", tostring(lib._VERSION), "\n")
+  io.stdout:write("flowmusic ", tostring(lib._VERSION), " (libcurl ", require("flowmusic.core").curl_version(), ")\n")
   return common.OK
 end
 
