@@ -1,14 +1,15 @@
 /* json.c - the JSON bridge. Decoding is a single-pass, bounded decoder that builds Lua values
  * directly: API answers are small objects read on every call, and building them straight from
- * the body costs a fraction of decoding with lua-cjson, normalising its floats and nulls
- * afterwards, and pre-scanning the text for the bounds. Encoding (request bodies only) goes
+ * the text costs a fraction of decoding with lua-cjson and then normalising its floats and
+ * nulls (the session decodes from its receive buffer). Encoding (request bodies only) goes
  * through a private lua-cjson instance (cjson.new()), so the host program's own
  * `require "cjson"` settings are never read nor changed; core.null is cjson.null.
  *
  * What decoding gives: objects and arrays become tables, integral numbers become Lua integers
  * on 5.3+ (others, and every number on 5.1, floats), JSON null becomes nil or a caller-chosen
  * sentinel. Strings are taken byte for byte (no UTF-8 check, as lua-cjson); escapes, numbers
- * and the rest of the grammar follow RFC 8259. */
+ * and the rest of the grammar follow RFC 8259. The bounds (depth, number of values) hold
+ * while decoding, and a large body is counted before anything is built. */
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
@@ -248,7 +249,7 @@ static int to_double(const char *s, const char *e, double *out) {
 static int decode_number(decoder *d) {
     const char *s = d->p, *p = s, *end = d->end;
     int negative = 0, integral = 1, digits = 0;
-    lua_Integer v = 0;
+    long long v = 0;
     double x;
     if (*p == '-') { negative = 1; p++; }
     if (p < end && *p == '0') {
@@ -274,10 +275,11 @@ static int decode_number(decoder *d) {
     }
     d->p = p;
     if (integral && digits <= 18) { /* exact in a 64-bit integer */
-#if LUA_VERSION_NUM >= 503
-        lua_pushinteger(d->L, negative ? -v : v);
+#if LUA_VERSION_NUM >= 503 && LUA_MAXINTEGER >= 999999999999999999LL
+        lua_pushinteger(d->L, (lua_Integer)(negative ? -v : v));
 #else
-        lua_pushnumber(d->L, negative ? -(lua_Number)v : (lua_Number)v);
+        /* 5.1 (where -0 stays -0.0), or a lua_Integer too small for 18 digits */
+        push_float(d->L, negative ? -(lua_Number)v : (lua_Number)v);
 #endif
         return 0;
     }
