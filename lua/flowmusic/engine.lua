@@ -178,7 +178,7 @@ local function start_ready(run, now)
   if now < run.pause_until or run.stopping then return end
   local waiting = run.waiting
   local j = 1
-  while run.active < run.concurrency and j <= #waiting do
+  while waiting[j] and run.active < run.concurrency do
     local i = waiting[j]
     if run.results[i].next_at <= now then
       table.remove(waiting, j)
@@ -323,8 +323,9 @@ local function wait(run, now)
     if run.next_fresh <= run.n and run.active < run.concurrency then
       wake = now > run.pause_until and now or run.pause_until
     end
-    for _, i in ipairs(run.waiting) do
-      local t = run.results[i].next_at
+    local waiting = run.waiting
+    for j = 1, #waiting do
+      local t = run.results[waiting[j]].next_at
       if t < run.pause_until then t = run.pause_until end
       if t < wake then wake = t end
     end
