@@ -379,9 +379,26 @@ static int decode_name(decoder *d) {
     return 0;
 }
 
+/* After a member or an element: 1 when a ',' follows (counted; spaces skipped), 0 when the
+ * container's closing byte does (consumed), -1 on anything else. */
+static int next_item(decoder *d, char close, const char *expected) {
+    skip_space(d);
+    if (d->p < d->end && *d->p == ',') {
+        d->p++;
+        if (count_value(d) != 0) return -1;
+        skip_space(d);
+        return 1;
+    }
+    if (d->p < d->end && *d->p == close) {
+        d->p++;
+        return 0;
+    }
+    return unexpected(d, expected);
+}
+
 static int decode_object(decoder *d) {
     lua_State *L = d->L;
-    int t, pending = 0;
+    int t, pending = 0, more;
     if (open_container(d) != 0) return -1;
     t = lua_gettop(L);
     if (d->p < d->end && *d->p == '}') {
@@ -401,15 +418,8 @@ static int decode_object(decoder *d) {
                 flush_members(L, t, pending);
                 pending = 0;
             }
-            skip_space(d);
-            if (d->p < d->end && *d->p == ',') {
-                d->p++;
-                if (count_value(d) != 0) return -1;
-                skip_space(d);
-                continue;
-            }
-            if (d->p < d->end && *d->p == '}') { d->p++; break; }
-            return unexpected(d, "',' or '}'");
+            if ((more = next_item(d, '}', "',' or '}'")) < 0) return -1;
+            if (!more) break;
         }
     }
     flush_members(L, t, pending);
@@ -419,7 +429,7 @@ static int decode_object(decoder *d) {
 
 static int decode_array(decoder *d) {
     lua_State *L = d->L;
-    int t, pending = 0, stored = 0;
+    int t, pending = 0, stored = 0, more;
     if (open_container(d) != 0) return -1;
     t = lua_gettop(L);
     d->key_index = 0;
@@ -433,16 +443,9 @@ static int decode_array(decoder *d) {
                 stored += pending;
                 pending = 0;
             }
-            skip_space(d);
-            if (d->p < d->end && *d->p == ',') {
-                d->p++;
-                if (count_value(d) != 0) return -1;
-                skip_space(d);
-                d->key_index = 0;
-                continue;
-            }
-            if (d->p < d->end && *d->p == ']') { d->p++; break; }
-            return unexpected(d, "',' or ']'");
+            if ((more = next_item(d, ']', "',' or ']'")) < 0) return -1;
+            if (!more) break;
+            d->key_index = 0; /* (a nested object set it) */
         }
     }
     flush_elements(L, t, pending, stored + 1);
