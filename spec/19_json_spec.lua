@@ -266,3 +266,67 @@ describe("the member-name cache", function()
     assert.is_nil(all:find("VALUE2SECRET", 1, true))
   end)
 end)
+
+describe("session:poll with a reused completion table", function()
+  local sandbox = require "spec.helpers.sandbox"
+  local sb, session, account
+  setup(function()
+    sb = sandbox.start()
+    sb:seed(1)
+    session = core.session { token = sb.token, connect_timeout_ms = 5000, max_response_bytes = 1e6 }
+    account = sb.base_url .. "/accounts/seed-01%40sandbox.test"
+  end)
+  teardown(function()
+    session:close()
+    sb:stop()
+  end)
+
+  -- Run one request to its completion, written into c.
+  local function exchange(c, request)
+    assert(session:start(1, request, 5))
+    local got
+    for _ = 1, 100 do
+      got = session:poll(0.1, c, core.null, 1000)
+      if got then break end
+    end
+    assert.equal(c, got)
+    return c
+  end
+
+  it("hands an object answer over decoded, and clears what an earlier completion left", function()
+    local c = {}
+    exchange(c, { method = "GET", url = sb.base_url .. "/accounts/nobody%40x.com", answer = "object" })
+    assert.equal(404, c.status)
+    assert.is_string(c.body)
+    assert.is_string(c.head)
+    assert.is_true(c.sent)
+    c.headers = {} -- what the Lua layer adds: not the session's to clear
+    exchange(c, { method = "GET", url = account, answer = "object" })
+    assert.equal(200, c.status)
+    assert.equal(0, c.code)
+    assert.equal("seed-01@sandbox.test", c.doc.email)
+    for _, k in ipairs { "body", "head", "sent", "message", "too_large", "out_of_memory", "decode_error", "decode_kind" } do
+      assert.is_nil(c[k], k)
+    end
+    exchange(c, { method = "GET", url = account })
+    assert.is_nil(c.doc)
+    assert.truthy(c.body:find('"email"', 1, true))
+  end)
+
+  it("reports an answer that does not decode, and a transport failure, with only their fields", function()
+    local c = {}
+    sb:fault { fault = "invalid_json", method = "GET", path = "/v1/flowmusic/accounts/seed-01%40sandbox.test", count = 1 }
+    exchange(c, { method = "GET", url = account, answer = "object" })
+    assert.equal(200, c.status)
+    assert.is_nil(c.doc)
+    assert.equal("syntax", c.decode_kind)
+    assert.is_string(c.decode_error)
+    exchange(c, { method = "GET", url = "http://127.0.0.1:" .. require("spec.helpers.client").closed_port() .. "/x", answer = "object" })
+    assert.is_true(c.code ~= 0)
+    assert.is_string(c.message)
+    assert.equal("", c.body)
+    assert.is_nil(c.decode_error)
+    assert.is_nil(c.decode_kind)
+    assert.is_nil(c.doc)
+  end)
+end)

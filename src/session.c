@@ -23,6 +23,8 @@ typedef struct fm_session {
     fm_transfer *done;     /* finished, not yet handed to Lua */
     fm_transfer *idle;     /* ready for reuse */
     int idle_count;
+    const void *last_into; /* the table poll last wrote a completion into, and the optional */
+    unsigned last_held;    /* fields it holds since (FM_FIELD_*): only those need clearing */
     pid_t pid;             /* process that owns multi and the transfers */
     int closed;
 } fm_session;
@@ -289,15 +291,15 @@ static void collect_finished(fm_session *s) {
  *   answer decoded, JSON null as `null`, at most max_values values) or, when it does not
  *   decode, `decode_error` and `decode_kind` (as core.json_decode); for others, `body`;
  * - otherwise (and for answer "raw"): body (empty unless code is 0), sent, message (libcurl's,
- *   when code is not 0), too_large, out_of_memory, head (the raw header block of the final
- *   response, see core.parse_headers).
- * The completion is written into the table `into` when given (a reusable one): the fields a
- * case does not list keep what an earlier completion left there. */
+ *   when code is not 0), too_large and out_of_memory (when true), head (the raw header block
+ *   of the final response, see core.parse_headers).
+ * The completion is written into the table `into` when given (a reusable one): fields an
+ * earlier completion left there and this one does not have are cleared. */
 static int session_poll(lua_State *L) {
     fm_session *s = check_session(L, 1);
     double timeout = luaL_optnumber(L, 2, 0);
     lua_Integer max_values = luaL_optinteger(L, 5, 0);
-    fm_decoding how;
+    fm_completion_sink sink;
     double until = fm_now_seconds() + (timeout > 0 ? timeout : 0);
     int running = 0;
     fm_transfer *t;
@@ -317,10 +319,17 @@ static int session_poll(lua_State *L) {
         }
     }
     if ((t = s->done) == NULL) return 0;
-    how.into = lua_istable(L, 3) ? 3 : 0;
-    how.null_index = lua_isnoneornil(L, 4) ? 0 : 4;
-    how.max_values = max_values > 0 ? (size_t)max_values : 0;
-    fm_transfer_push_result(L, t, &how); /* may raise: t is still on the done list then */
+    sink.into = lua_istable(L, 3) ? 3 : 0;
+    /* Another table than last time may hold any field (a new one holds none: no harm). */
+    sink.held = sink.into && lua_topointer(L, 3) == s->last_into ? s->last_held : FM_FIELD_ALL;
+    sink.null_index = lua_isnoneornil(L, 4) ? 0 : 4;
+    sink.max_values = max_values > 0 ? (size_t)max_values : 0;
+    s->last_into = NULL; /* unknown until the write below is done */
+    fm_transfer_push_result(L, t, &sink); /* may raise: t is still on the done list then */
+    if (sink.into) {
+        s->last_into = lua_topointer(L, 3);
+        s->last_held = sink.held;
+    }
     s->done = t->next;
     put_idle(s, t);
     lua_pushboolean(L, s->done != NULL);

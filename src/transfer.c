@@ -217,29 +217,26 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
 
 #undef SET
 
-/* Set field name of the table on top to the string s, or to nil. */
-static void set_string_or_nil(lua_State *L, const char *name, const char *s, size_t len) {
-    if (s != NULL) lua_pushlstring(L, s, len);
-    else lua_pushnil(L);
+/* Field names, in FM_FIELD_* bit order. */
+static const char *const optional_fields[] = {"doc", "decode_error", "body", "sent", "message",
+                                              "too_large", "out_of_memory", "head"};
+
+static void set_string(lua_State *L, const char *name, const char *s, size_t len) {
+    lua_pushlstring(L, s, len);
     lua_setfield(L, -2, name);
 }
 
-static void set_flag(lua_State *L, const char *name, int on) {
-    if (on) lua_pushboolean(L, 1);
-    else lua_pushnil(L);
-    lua_setfield(L, -2, name);
-}
-
-void fm_transfer_push_result(lua_State *L, fm_transfer *t, const fm_decoding *how) {
+void fm_transfer_push_result(lua_State *L, fm_transfer *t, fm_completion_sink *sink) {
     long status = 0, request_size = 0;
     const char *message;
+    unsigned set = 0, stale, i;
     int complete = t->result == CURLE_OK && !t->too_large && !t->out_of_memory;
     /* The usual completion: a complete 2xx exchange whose headers nobody reads. */
     int usual;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     usual = complete && status >= 200 && status < 300 && !t->want_head;
-    if (how->into) lua_pushvalue(L, how->into);
-    else lua_createtable(L, 0, usual ? 4 : 10);
+    if (sink->into) lua_pushvalue(L, sink->into);
+    else lua_createtable(L, 0, usual ? 5 : 10);
     lua_pushinteger(L, (lua_Integer)t->id);
     lua_setfield(L, -2, "id");
     lua_pushinteger(L, (lua_Integer)status);
@@ -251,25 +248,52 @@ void fm_transfer_push_result(lua_State *L, fm_transfer *t, const fm_decoding *ho
     lua_setfield(L, -2, "sends");
     if (usual && t->decode) {
         const char *text = t->body.data ? t->body.data : "";
-        if (fm_json_decode(L, text, t->body.len, how->null_index, how->max_values, 1)) {
+        if (fm_json_decode(L, text, t->body.len, sink->null_index, sink->max_values, 1)) {
             lua_setfield(L, -2, "doc");
+            set = FM_FIELD_DOC;
         } else {                                  /* completion, message, kind */
             lua_setfield(L, -3, "decode_kind");
             lua_setfield(L, -2, "decode_error");
-            lua_pushnil(L);
-            lua_setfield(L, -2, "doc");
+            set = FM_FIELD_DECODE_ERROR;
         }
-        return;
+    } else {
+        /* A partial body is never copied into Lua: nothing reads it, and it may be huge. */
+        set_string(L, "body", complete && t->body.data ? t->body.data : "", complete ? t->body.len : 0);
+        set = FM_FIELD_BODY;
     }
-    /* A partial body is never copied into Lua: nothing reads it, and it may be huge. */
-    set_string_or_nil(L, "body", complete ? (t->body.data ? t->body.data : "") : "", complete ? t->body.len : 0);
-    if (usual) return;
-    curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size);
-    lua_pushboolean(L, request_size > 0);
-    lua_setfield(L, -2, "sent");
-    message = t->result == CURLE_OK ? NULL : t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
-    set_string_or_nil(L, "message", message, message ? strlen(message) : 0);
-    set_flag(L, "too_large", t->too_large);
-    set_flag(L, "out_of_memory", t->out_of_memory);
-    set_string_or_nil(L, "head", t->head.data ? t->head.data : "", t->head.len);
+    if (!usual) {
+        curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size);
+        lua_pushboolean(L, request_size > 0);
+        lua_setfield(L, -2, "sent");
+        set |= FM_FIELD_SENT;
+        if (t->result != CURLE_OK) {
+            message = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
+            set_string(L, "message", message, strlen(message));
+            set |= FM_FIELD_MESSAGE;
+        }
+        if (t->too_large) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "too_large");
+            set |= FM_FIELD_TOO_LARGE;
+        }
+        if (t->out_of_memory) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "out_of_memory");
+            set |= FM_FIELD_OUT_OF_MEMORY;
+        }
+        set_string(L, "head", t->head.data ? t->head.data : "", t->head.len);
+        set |= FM_FIELD_HEAD;
+    }
+    /* What an earlier completion left in a reused table goes: every field is this one's. */
+    stale = sink->into ? sink->held & ~set : 0;
+    for (i = 0; stale != 0; i++, stale >>= 1) {
+        if (!(stale & 1u)) continue;
+        lua_pushnil(L);
+        lua_setfield(L, -2, optional_fields[i]);
+        if (i == 1) { /* decode_error comes with decode_kind */
+            lua_pushnil(L);
+            lua_setfield(L, -2, "decode_kind");
+        }
+    }
+    sink->held = set;
 }

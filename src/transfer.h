@@ -76,15 +76,25 @@ void fm_transfer_recycle(fm_transfer *t);
 void fm_transfer_free(fm_transfer *t);
 /* Build the header lists of s from its auth_header; 0, or -1 when memory runs out. */
 int fm_settings_build_headers(fm_settings *s);
+/* The optional fields of a completion (see session:poll). */
+enum {
+    FM_FIELD_DOC = 1u << 0, FM_FIELD_DECODE_ERROR = 1u << 1, FM_FIELD_BODY = 1u << 2,
+    FM_FIELD_SENT = 1u << 3, FM_FIELD_MESSAGE = 1u << 4, FM_FIELD_TOO_LARGE = 1u << 5,
+    FM_FIELD_OUT_OF_MEMORY = 1u << 6, FM_FIELD_HEAD = 1u << 7,
+    FM_FIELD_ALL = (1u << 8) - 1
+};
+
 /* How a completion is written (see fm_transfer_push_result). */
-typedef struct fm_decoding {
+typedef struct fm_completion_sink {
     int into;                 /* stack index of a table to write into, 0 for a new table */
+    unsigned held;            /* in: optional fields `into` may hold (FM_FIELD_*), which are
+                                 cleared unless set again; out: the ones it holds now */
     int null_index;           /* stack index of the value JSON null becomes, 0 for nil */
     size_t max_values;        /* bound on decoded values, 0 for none */
-} fm_decoding;
+} fm_completion_sink;
 /* Push the completion of a finished transfer (fields: see session:poll in session.c). May
  * raise (memory); t is left untouched. */
-void fm_transfer_push_result(lua_State *L, fm_transfer *t, const fm_decoding *how);
+void fm_transfer_push_result(lua_State *L, fm_transfer *t, fm_completion_sink *sink);
 
 #pragma GCC visibility pop
 
