@@ -42,8 +42,24 @@ describe("core.json_decode", function()
     assert.equal("é€", ok('"\\u00e9\\u20AC"'))
     assert.equal("😀", ok('"\\ud83d\\ude00"'))
     assert.equal("a\0b", ok('"a\\u0000b"'))
-    assert.equal("a\1b\255", ok('"a\1b\255"'))
+    assert.equal("a\127b\255", ok('"a\127b\255"'))
     assert.equal(("x"):rep(5000) .. "\n", ok('"' .. ("x"):rep(5000) .. '\\n"'))
+  end)
+
+  it("refuses raw control characters in strings (RFC 8259 section 7), at their byte", function()
+    -- JSONTestSuite's n_string_unescaped_ctrl_char, n_string_unescaped_newline, n_string_unescaped_tab
+    for text, at in pairs { ['["a\0a"]'] = 4, ['["new\nline"]'] = 6, ['["\t"]'] = 3 } do
+      local err, kind = refused(text)
+      assert.equal("syntax", kind)
+      assert.truthy(err:find("control character 0x%x%x in a string at byte " .. at .. "$"), err)
+    end
+    for c = 0, 31 do -- every one, in values, names, after an escape, and past the first quote found
+      for _, text in ipairs { '"' .. string.char(c) .. '"', '{"a' .. string.char(c) .. '":1}',
+        '["\\n' .. string.char(c) .. '"]', '"x' .. string.char(c) } do
+        assert.equal("syntax", select(2, refused(text)), ("%q"):format(text))
+      end
+    end
+    assert.equal(" \127\255", ok('"\\u0020\127\255"'))
   end)
 
   it("refuses bad escapes and lone surrogates", function()
@@ -169,8 +185,14 @@ describe("core.json_decode", function()
 
   it("refuses what is not an object when an object is wanted, saying what it got", function()
     assert.same({ "expected a JSON object, got an array", "shape" }, { select(2, decode("[1]", nil, 0, true)) })
-    assert.same({ "expected a JSON object", "shape" }, { select(2, decode(' "x"', nil, 0, true)) })
-    assert.same({ "expected a JSON object", "shape" }, { select(2, decode("12", nil, 0, true)) })
+    assert.same({ "expected a JSON object, got a string", "shape" }, { select(2, decode(' "x"', nil, 0, true)) })
+    assert.same({ "expected a JSON object, got a number", "shape" }, { select(2, decode("12", nil, 0, true)) })
+    assert.same({ "expected a JSON object, got null", "shape" }, { select(2, decode("null", nil, 0, true)) })
+    assert.same({ "expected a JSON object, got a boolean", "shape" }, { select(2, decode("false ", nil, 0, true)) })
+    -- valid JSON first: a broken text is a syntax error whatever its first byte
+    assert.equal("syntax", select(3, decode("nul", nil, 0, true)))
+    assert.equal("syntax", select(3, decode("[1", nil, 0, true)))
+    assert.equal("syntax", select(3, decode("", nil, 0, true)))
     assert.equal("syntax", select(3, decode("<html>", nil, 0, true)))
     assert.equal("syntax", select(3, decode("\0", nil, 0, true)))
     assert.same({ a = 1 }, ok('{"a":1}', nil, 0, true))

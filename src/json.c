@@ -175,20 +175,28 @@ bad:
     return fail(d, "syntax", "invalid escape in a string at byte %lu", offset_of(d, esc));
 }
 
+/* A byte that ends a run of plain string bytes: the closing quote, an escape, or a control
+ * character (RFC 8259 section 7: U+0000-U+001F must be escaped). */
+#define ENDS_RUN(c) ((c) == '"' || (c) == '\\' || (unsigned char)(c) < 0x20)
+
 /* The string at d->p (its opening quote) onto the stack. Without escapes it is pushed straight
  * from the text. */
 static int decode_string(decoder *d) {
     const char *s = ++d->p, *p, *end = d->end;
     luaL_Buffer b;
-    /* memchr scans many bytes per step: find the closing quote, then look for escapes */
+    /* memchr scans many bytes per step: find the closing quote, then check the bytes before */
     const char *quote = memchr(s, '"', (size_t)(end - s));
-    if (quote != NULL && memchr(s, '\\', (size_t)(quote - s)) == NULL) {
-        lua_pushlstring(d->L, s, (size_t)(quote - s));
-        d->p = quote + 1;
-        return 0;
+    if (quote != NULL) {
+        for (p = s; p < quote && !ENDS_RUN(*p); p++) {}
+        if (p == quote) {
+            lua_pushlstring(d->L, s, (size_t)(quote - s));
+            d->p = quote + 1;
+            return 0;
+        }
+    } else {
+        p = s;
+        while (p < end && !ENDS_RUN(*p)) p++;
     }
-    p = s;
-    while (p < end && *p != '"' && *p != '\\') p++;
     luaL_buffinit(d->L, &b);
     for (;;) {
         luaL_addlstring(&b, s, (size_t)(p - s));
@@ -197,13 +205,18 @@ static int decode_string(decoder *d) {
             return fail(d, "syntax", "unterminated string at byte %lu", offset_of(d, s - 1));
         }
         if (*p == '"') break;
+        if (*p != '\\') {
+            luaL_pushresult(&b);
+            return fail(d, "syntax", "unescaped control character 0x%02x in a string at byte %lu",
+                        (unsigned)(unsigned char)*p, offset_of(d, p));
+        }
         d->p = p;
         if (decode_escape(d, &b) != 0) {
             luaL_pushresult(&b);
             return -1;
         }
         s = p = d->p;
-        while (p < end && *p != '"' && *p != '\\') p++;
+        while (p < end && !ENDS_RUN(*p)) p++;
     }
     luaL_pushresult(&b);
     d->p = p + 1;
@@ -516,7 +529,19 @@ static int precount(decoder *d) {
 /* Registry keys (their addresses) of the member-name cache and of its strings. */
 static const char name_cache_key = 'n', name_strings_key = 's';
 
+/* What a top-level value that starts with byte c is, for messages. */
+static const char *top_level_name(char c) {
+    switch (c) {
+    case '[': return "an array";
+    case '"': return "a string";
+    case 't': case 'f': return "a boolean";
+    case 'n': return "null";
+    default: return "a number";
+    }
+}
+
 int fm_json_decode(lua_State *L, const char *text, size_t len, int null_index, size_t max_values, int want_object) {
+    const char *not_object;
     decoder d;
     int base = lua_gettop(L);
     lua_pushlightuserdata(L, (void *)&name_cache_key);
@@ -538,14 +563,17 @@ int fm_json_decode(lua_State *L, const char *text, size_t len, int null_index, s
     d.kind = NULL;
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) d.p += 3;
     skip_space(&d);
-    if (want_object && d.p < d.end && *d.p != '{' && memchr("[\"-0123456789tfn", *d.p, 15) != NULL) {
-        lua_settop(L, base);
-        lua_pushstring(L, *d.p == '[' ? "expected a JSON object, got an array" : "expected a JSON object");
-        lua_pushliteral(L, "shape");
-        return 0;
-    }
+    /* Any other value is valid JSON but no answer: said once the whole text is known to parse
+     * (an empty or broken text is a syntax error, whatever its first byte). */
+    not_object = want_object && d.p < d.end && *d.p != '{' ? top_level_name(*d.p) : NULL;
     if ((len < FM_JSON_PRECOUNT_MIN || max_values == 0 || precount(&d) == 0) && decode_value(&d) == 0) {
         skip_space(&d);
+        if (d.p == d.end && not_object != NULL) {
+            lua_settop(L, base);
+            lua_pushfstring(L, "expected a JSON object, got %s", not_object);
+            lua_pushliteral(L, "shape");
+            return 0;
+        }
         if (d.p == d.end) {
             lua_remove(L, d.strings);
             return 1;

@@ -76,8 +76,10 @@ local function bad_response(call, status, message, reason)
   }
 end
 
--- The error for a body json_decode refused (kind: "too_large", "shape" or "syntax").
+-- The error for a body json_decode refused (kind: "too_large", "shape" or "syntax"). A decoder
+-- that gave no message still yields a typed error, never a raise.
 local function decode_error(call, status, message, kind)
+  message = message or "the answer has no JSON document"
   if kind == "too_large" then
     return errors.new { kind = "too_large", reason = "too_many_values", status = status, reached = true,
       message = message, method = call.method, path = call.path }
@@ -129,6 +131,8 @@ local function interpret(run, call, c)
     if body ~= "" and (c.headers["content-type"] or ""):find("json", 1, true) then
       local doc, derr, kind = json_decode(body, run.cfg.null, run.max_values)
       if derr then return false, decode_error(call, status, derr, kind) end
+      -- A top-level JSON null is a value: nil here would read as a failure.
+      if doc == nil then doc = core.null end
       body = doc
     end
     return true, body, status, c.headers

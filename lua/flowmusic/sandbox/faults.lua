@@ -29,6 +29,9 @@ local BIG_LENGTH = 99999999999
 --- Longest `message` of the status fault, in bytes.
 M.MAX_MESSAGE = 1024
 
+--- Longest `body` of the body fault, in bytes.
+M.MAX_BODY = 4096
+
 --- Most scripted faults queued at once (`POST /__sandbox/faults` answers 507 beyond).
 M.MAX_QUEUE = 100
 
@@ -63,6 +66,8 @@ M.specs = {
                           code = int(400, 400, 599), apply = APPLY },
   escape              = { code = int(200, 200, 599), raw = int(0, 0, 1), apply = APPLY },
   redirect            = { code = int(302, 300, 399), location = str(2048, { plain = true }), apply = APPLY },
+  body                = { code = int(200, 100, 599), content_type = str(256, { plain = true }),
+                          body = str(M.MAX_BODY), apply = APPLY },
   handler_error       = {},
 }
 
@@ -464,6 +469,13 @@ function M.apply(f, process, send, ctx)
     local body = escape_body(resp, ctx)
     if p.raw == 1 then body = body:gsub("\\u001b", "\27"):gsub("\\u0007", "\7") end
     return send({ status = p.code, headers = { ["Content-Type"] = "application/json" }, body = body })
+  elseif name == "body" then
+    -- Exactly what was asked: the length is sent even for an empty body.
+    ngx.status = p.code
+    ngx.header["Content-Type"] = p.content_type or "application/json"
+    ngx.header["Content-Length"] = #(p.body or "")
+    if p.body and #p.body > 0 then ngx.print(p.body) end
+    return ngx.exit(ngx.OK)
   elseif name == "redirect" then
     local location = p.location or ("http://127.0.0.2:" .. ngx.var.server_port .. ngx.var.request_uri)
     return send(util.json_response(p.code, json.object({ error = "Moved to " .. location, code = p.code },
