@@ -74,7 +74,8 @@ static void session_release(fm_session *s) {
     wipe_free(s->settings.auth_header);
     free(s->settings.ua_header);
     free(s->settings.cainfo);
-    free(s->settings.proxy);
+    free(s->settings.capath);
+    wipe_free(s->settings.proxy); /* it may hold proxy credentials */
     memset(&s->settings, 0, sizeof s->settings);
     s->closed = 1;
 }
@@ -136,10 +137,10 @@ static lua_Integer int_field(lua_State *L, int cfg, const char *name) {
 }
 
 /** core.session(cfg) -> session. cfg: token, connect_timeout_ms, max_response_bytes
- * (required), user_agent, cainfo, proxy. Validation of values is the Lua layer's job;
+ * (required), user_agent, cainfo, capath, proxy. Validation of values is the Lua layer's job;
  * this only refuses wrong types. Raises on misuse or when memory runs out. */
 static int session_new(lua_State *L) {
-    const char *token, *ua, *cainfo, *proxy;
+    const char *token, *ua, *cainfo, *capath, *proxy;
     lua_Integer connect_ms, max_bytes;
     fm_session *s;
     size_t n;
@@ -148,6 +149,7 @@ static int session_new(lua_State *L) {
     if (token == NULL) return luaL_error(L, "flowmusic: session needs a token");
     ua = opt_field(L, 1, "user_agent");
     cainfo = opt_field(L, 1, "cainfo");
+    capath = opt_field(L, 1, "capath");
     proxy = opt_field(L, 1, "proxy");
     connect_ms = int_field(L, 1, "connect_timeout_ms");
     max_bytes = int_field(L, 1, "max_response_bytes");
@@ -169,9 +171,10 @@ static int session_new(lua_State *L) {
         if ((s->settings.ua_header = malloc(n)) != NULL) snprintf(s->settings.ua_header, n, "User-Agent: %s", ua);
     }
     s->settings.cainfo = dup_string(cainfo);
+    s->settings.capath = dup_string(capath);
     s->settings.proxy = dup_string(proxy);
     if (s->settings.auth_header == NULL || (ua && !s->settings.ua_header) ||
-        (cainfo && !s->settings.cainfo) || (proxy && !s->settings.proxy) ||
+        (cainfo && !s->settings.cainfo) || (capath && !s->settings.capath) || (proxy && !s->settings.proxy) ||
         fm_settings_build_headers(&s->settings) != 0)
         return luaL_error(L, "flowmusic: out of memory"); /* __gc frees what was made */
     return 1;

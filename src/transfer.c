@@ -137,6 +137,7 @@ static const char *configure_handle(fm_transfer *t, const fm_settings *s) {
     SET(CURLOPT_ERRORBUFFER, t->errbuf);
     SET(CURLOPT_PRIVATE, t);
     if (s->cainfo) SET(CURLOPT_CAINFO, s->cainfo);
+    if (s->capath) SET(CURLOPT_CAPATH, s->capath);
     if (s->proxy) SET(CURLOPT_PROXY, s->proxy);
     return NULL;
 }
@@ -189,6 +190,7 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
     const char *err;
     const struct curl_slist *headers = req->body ? s->json_headers : s->plain_headers;
     int bodyless_get = strcmp(req->method, "GET") == 0 && req->body == NULL;
+    int pipewait;
     t->max_bytes = s->max_response_bytes;
     t->is_head = strcmp(req->method, "HEAD") == 0;
     t->want_head = req->want_head;
@@ -202,6 +204,10 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
     if (!t->last.valid || t->last.timeout_ms != req->timeout_ms) SET(CURLOPT_TIMEOUT_MS, req->timeout_ms);
     if (!t->last.valid || t->last.fresh != req->fresh_connection)
         SET(CURLOPT_FRESH_CONNECT, req->fresh_connection ? 1L : 0L);
+    /* Over https (HTTP/2 once negotiated) a request that may share a connection waits for the
+     * one being set up instead of opening its own: one handshake for a burst, not one each. */
+    pipewait = !req->fresh_connection && strncmp(req->url, "https://", 8) == 0;
+    if (!t->last.valid || t->last.pipewait != pipewait) SET(CURLOPT_PIPEWAIT, pipewait ? 1L : 0L);
     /* Compression only where answers can be large: negotiating it costs more than it saves
      * on small account records. The size cap applies to the decoded bytes. */
     if (!t->last.valid || t->last.compressed != req->compressed)
@@ -210,6 +216,7 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
     t->last.headers = headers;
     t->last.timeout_ms = req->timeout_ms;
     t->last.fresh = req->fresh_connection;
+    t->last.pipewait = pipewait;
     t->last.compressed = req->compressed;
     t->last.valid = 1;
     return NULL;

@@ -18,7 +18,8 @@ typedef struct fm_settings {
     char *ua_header;   /* "User-Agent: ...": a ready header line, so libcurl formats nothing */
     struct curl_slist *plain_headers; /* auth, user agent, accept: built once, shared */
     struct curl_slist *json_headers;  /* the same plus Content-Type: application/json */
-    char *cainfo;      /* NULL: libcurl's default CA store */
+    char *cainfo;      /* CA bundle file; NULL: libcurl's default CA store */
+    char *capath;      /* CA directory (OpenSSL hashed names); NULL: libcurl's default */
     char *proxy;       /* NULL: no explicit proxy (libcurl still honours *_proxy variables) */
     long connect_timeout_ms;
     size_t max_response_bytes;
@@ -60,7 +61,7 @@ typedef struct fm_transfer {
         char *url;
         const struct curl_slist *headers;
         long timeout_ms;
-        int fresh, compressed, valid;
+        int fresh, pipewait, compressed, valid;
     } last;
     struct fm_transfer *next;
 } fm_transfer;

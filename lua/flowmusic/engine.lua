@@ -387,6 +387,17 @@ local function drive(run, now)
   end
 end
 
+--- The C session (one libcurl multi handle and its connection pool) for a client's settings.
+-- @param cfg the client's settings: token, user_agent, cainfo, capath, proxy, connect_timeout,
+--   max_response_bytes
+function M.session(cfg)
+  return core.session {
+    token = cfg.token, user_agent = cfg.user_agent, cainfo = cfg.cainfo, capath = cfg.capath,
+    proxy = cfg.proxy, connect_timeout_ms = math.ceil(cfg.connect_timeout * 1000),
+    max_response_bytes = cfg.max_response_bytes,
+  }
+end
+
 --- Run call records and return one result per call, in input order:
 -- `{ ok, value, err, status, attempts, elapsed }` plus the operation's extras (`created`,
 -- `headers`, `note`...).

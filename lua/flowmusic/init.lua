@@ -19,6 +19,7 @@ local engine = require "flowmusic.engine"
 local validate = require "flowmusic.validate"
 local errors = require "flowmusic.errors"
 local defaults = require "flowmusic.defaults"
+local trust = require "flowmusic.trust"
 
 local M = { _VERSION = defaults.VERSION }
 
@@ -63,6 +64,7 @@ local option_checks = {
     return v
   end,
   cainfo = of_type("string"),
+  capath = of_type("string"),
   proxy = of_type("string"),
   user_agent = function(v, name)
     if type(v) ~= "string" or v:find("%c") then return nil, name .. " must be a string without control characters" end
@@ -83,13 +85,16 @@ local option_checks = {
 --   `base_url` (default `$FLOWMUSIC_BASE_URL` or https://api.useapi.net/v1/flowmusic),
 --   `timeout` (seconds per attempt, 30), `connect_timeout` (10), `deadline` (seconds per call
 --   across retries, 60), `retries` (re-sends after the first attempt, 3), `base_delay` (0.25),
---   `max_delay` (8) and `retry_after_max` (30) for the retry schedule, `cainfo`, `proxy`,
+--   `max_delay` (8) and `retry_after_max` (30) for the retry schedule, `cainfo` (a CA
+--   bundle file) and `capath` (a CA directory; without either: `$CURL_CA_BUNDLE`, then
+--   `$SSL_CERT_FILE`/`$SSL_CERT_DIR`, then the system store; see flowmusic.trust), `proxy`,
 --   `user_agent`, `max_response_bytes` (64 MiB), `null` (value standing for JSON null;
 --   default: nil), `allow_http` (plain http to non-loopback hosts), `on_event` (function(ev)
 --   called after every attempt and every scheduled retry), `clock`/`sleep`/`random`
 --   (injectable time and randomness for the retry schedule), `thread_pool` /
 --   `allow_blocking` (nginx). Defaults live in flowmusic.defaults.
--- @return client. Raises on a bad option or when no token is given.
+-- @return client. Raises on a bad option, an unreadable CA file or directory, or when no
+--   token is given.
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error("flowmusic.new: options must be a table", 2) end
@@ -115,6 +120,9 @@ function M.new(opts)
   if raw_url == "" then raw_url = nil end
   local base_url, msg = validate.base_url(raw_url or defaults.base_url, o.allow_http)
   if not base_url then error("flowmusic.new: " .. msg, 2) end
+  local ca
+  ca, msg = trust.resolve(o.cainfo, o.capath)
+  if not ca then error("flowmusic.new: " .. msg, 2) end
 
   local cfg = {
     base_url = base_url, token = token, null = o.null, on_event = o.on_event,
@@ -125,15 +133,11 @@ function M.new(opts)
     clock = o.clock or core.now, sleep = o.sleep, random = o.random or math.random,
     thread_pool = o.thread_pool or defaults.thread_pool, allow_blocking = o.allow_blocking or false,
     max_response_bytes = o.max_response_bytes or defaults.max_response_bytes,
-    cainfo = o.cainfo, proxy = o.proxy,
+    cainfo = ca.cainfo, capath = ca.capath, proxy = o.proxy,
     -- Short on purpose: libcurl 7.88 spends about 100 instructions on every header byte.
     user_agent = o.user_agent or ("flowmusic/" .. defaults.VERSION),
   }
-  local session = core.session {
-    token = token, user_agent = cfg.user_agent, cainfo = cfg.cainfo, proxy = cfg.proxy,
-    connect_timeout_ms = math.ceil(cfg.connect_timeout * 1000),
-    max_response_bytes = cfg.max_response_bytes,
-  }
+  local session = engine.session(cfg)
   local client = setmetatable({ base_url = base_url }, Client)
   states[client] = { session = session, cfg = cfg, records = {}, busy = false,
     single = engine.single(session, cfg) }

@@ -25,7 +25,7 @@ math.randomseed(os.time() + math.floor((core.now() % 1) * 1e6))
 
 -- The cache key of the settings that shape a session.
 local function session_key(cfg)
-  return table.concat({ cfg.token, cfg.user_agent or "", cfg.cainfo or "", cfg.proxy or "",
+  return table.concat({ cfg.token, cfg.user_agent or "", cfg.cainfo or "", cfg.capath or "", cfg.proxy or "",
     tostring(cfg.connect_timeout), tostring(cfg.max_response_bytes) }, "\0")
 end
 
@@ -38,11 +38,7 @@ local function session_for(cfg)
     for _, old in pairs(sessions) do old:close() end
     sessions, session_count = {}, 0
   end
-  s = core.session {
-    token = cfg.token, user_agent = cfg.user_agent, cainfo = cfg.cainfo, proxy = cfg.proxy,
-    connect_timeout_ms = math.ceil(cfg.connect_timeout * 1000),
-    max_response_bytes = cfg.max_response_bytes,
-  }
+  s = engine.session(cfg)
   sessions[key], session_count = s, session_count + 1
   return s
 end

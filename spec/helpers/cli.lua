@@ -59,9 +59,11 @@ function Cli:command(argv, opts)
   -- SIGINT/SIGTERM back to their default: a shell starts background commands with SIGINT
   -- ignored, and a signal sent before the CLI's handler would be lost, unlike on a terminal.
   local parts = { "exec env --default-signal=INT,TERM -u USEAPI_TOKEN -u FLOWMUSIC_BASE_URL" }
-  for k, v in pairs(env) do
-    if v then parts[#parts + 1] = k .. "=" .. q(v) end
+  local sets = {}
+  for k, v in pairs(env) do -- (env takes every -u before the first NAME=VALUE)
+    if v then sets[#sets + 1] = k .. "=" .. q(v) else parts[#parts + 1] = "-u " .. q(k) end
   end
+  for _, set in ipairs(sets) do parts[#parts + 1] = set end
   parts[#parts + 1] = M.LUA .. " bin/flowmusic " .. argv
   return table.concat(parts, " ")
 end

@@ -9,6 +9,7 @@
 --     sandbox.parse_raw(data) → status, headers, body
 --     sb:stop()                                          -- by pid, idempotent, removes the dir
 --     sandbox.start{ tls = true }  -- also serves HTTPS at sb.tls_base_url (self-signed: sb.tls_cert)
+--     sandbox.start{ tls = ca }    -- the same with spec.helpers.ca's server certificate
 --
 -- Instances also stop when this process ends: the nginx side watches this process's pid,
 -- `sandbox.stop_all()` stops whatever is left, and a `__gc` sentinel calls it at exit.
@@ -53,14 +54,16 @@ function M.start(opts)
   opts = opts or {}
   local dir = temp_dir()
   local tls_cert, tls_key
-  if opts.tls then -- a self-signed certificate for 127.0.0.1, made for this instance
+  if type(opts.tls) == "table" then -- a certificate made elsewhere (spec.helpers.ca)
+    tls_cert, tls_key = opts.tls.server_cert, opts.tls.server_key
+  elseif opts.tls then -- a self-signed certificate for 127.0.0.1, made for this instance
     tls_cert, tls_key = dir .. "/cert.pem", dir .. "/key.pem"
     assert(os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
       .. "-addext subjectAltName=IP:127.0.0.1 -keyout '" .. tls_key .. "' -out '" .. tls_cert
       .. "' >/dev/null 2>&1"), "openssl could not make a certificate")
   end
   local base, pid, info = server.start({ dir = dir, port = 0, token = opts.token, watch_pid = self_pid(),
-                                         tls_cert = tls_cert, tls_key = tls_key })
+                                         tls_cert = tls_cert, tls_key = tls_key, http2 = opts.http2 })
   if not base then
     os.execute("rm -rf '" .. dir .. "'")
     error("sandbox failed to start: " .. tostring(pid), 2)

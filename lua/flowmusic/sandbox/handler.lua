@@ -26,6 +26,12 @@ function M.init(path)
   ngx.shared.flowmusic_sandbox_faults:flush_all()
 end
 
+--- Every TLS ClientHello (`ssl_client_hello_by_lua`), resumed sessions included: counts the
+-- handshakes, so specs can see how many TLS connections a client opened.
+function M.tls_hello()
+  ngx.shared.flowmusic_sandbox_requests:incr("#tls handshakes", 1, 0)
+end
+
 --- Per-worker start-up (`init_worker_by_lua`): record the worker pid, start the watchdog.
 function M.init_worker()
   watchdog.start(config)
@@ -147,6 +153,7 @@ local function handle_api(method, path)
   counts:incr(method .. " " .. path, 1, 0)
   counts:incr("total", 1, 0) -- request keys always hold a space, so no clash
   counts:incr("#conn " .. ngx.var.connection, 1, 0) -- which TCP connection carried it
+  counts:incr("#proto " .. ngx.var.server_protocol, 1, 0) -- HTTP/1.1, HTTP/2.0
   local fault, err
   local header = ngx.req.get_headers()["x-sandbox-fault"]
   if header then
@@ -222,14 +229,16 @@ local function control(method, name)
   if key == "GET health" then
     return ok(200, json.object({ ok = true, version = M._VERSION }, { "ok", "version" }))
   elseif key == "GET requests" then
-    local counts, by, connections = ngx.shared.flowmusic_sandbox_requests, {}, {}
+    local counts, by, connections, protocols = ngx.shared.flowmusic_sandbox_requests, {}, {}, {}
     for _, k in ipairs(counts:get_keys(0)) do
-      local conn = k:match("^#conn (%d+)$")
+      local conn, proto = k:match("^#conn (%d+)$"), k:match("^#proto (.+)$")
       if conn then connections[conn] = counts:get(k)
-      elseif k ~= "total" then by[k] = counts:get(k) end
+      elseif proto then protocols[proto] = counts:get(k)
+      elseif k ~= "total" and k:sub(1, 1) ~= "#" then by[k] = counts:get(k) end
     end
-    return ok(200, json.object({ total = counts:get("total") or 0, by = by, connections = connections },
-                               { "total", "by", "connections" }))
+    return ok(200, json.object({ total = counts:get("total") or 0, by = by, connections = connections,
+                                 protocols = protocols, tls_handshakes = counts:get("#tls handshakes") or 0 },
+                               { "total", "by", "connections", "protocols", "tls_handshakes" }))
   elseif key == "GET faults" then
     return ok(200, { faults = json.array(faults.queue()) })
   elseif key == "DELETE faults" then

@@ -297,7 +297,9 @@ local function nginx_conf(o)
     "  init_worker_by_lua_block { require(\"flowmusic.sandbox.handler\").init_worker() }",
     "  server {",
     "    listen 127.0.0.1:" .. o.port .. " backlog=1024;",
-    o.tls_port and ("    listen 127.0.0.1:" .. o.tls_port .. " ssl;") or "",
+    -- HTTP/2 over TLS as the real service speaks it (ALPN; HTTP/1.1 for clients without h2)
+    o.tls_port and ("    listen 127.0.0.1:" .. o.tls_port .. (o.http2 and " ssl http2;" or " ssl;")) or "",
+    o.tls_port and "    ssl_client_hello_by_lua_block { require(\"flowmusic.sandbox.handler\").tls_hello() }" or "",
     o.tls_port and ('    ssl_certificate "' .. o.tls_cert .. '";') or "",
     o.tls_port and ('    ssl_certificate_key "' .. o.tls_key .. '";') or "",
     "    location = /__sandbox_reset_connection { internal; reset_timedout_connection on; return 444; }",
@@ -368,14 +370,16 @@ end
 -- @tparam[opt] table opts
 --   `port` (0/nil: a free port), `token` (default `user:1-sandbox`), `dir` (prefix directory,
 --   created if missing; default `default_dir()`), `watch_pid` (stop by itself once this
---   process is gone), `nginx`, `modules` (binary / module directory)
+--   process is gone), `nginx`, `modules` (binary / module directory), `tls_cert` and `tls_key`
+--   (PEM files: a second listener serves the API over TLS, HTTP/2 with HTTP/1.1 fallback),
+--   `http2` (false: the TLS listener speaks HTTP/1.1 only)
 -- @treturn string base URL `http://127.0.0.1:PORT/v1/flowmusic`, or `nil, err`
 -- @treturn number the nginx master pid
 -- @treturn table info `{dir=, pid=, port=, base_url=, root=, token=}`
 function M.start(opts)
   opts = check_opts(opts, { port = "number", token = "string", dir = "string", watch_pid = "number",
                             nginx = "string", modules = "string", tls_cert = "string",
-                            tls_key = "string" }, "start")
+                            tls_key = "string", http2 = "boolean" }, "start")
   if (opts.tls_cert == nil) ~= (opts.tls_key == nil) then error("start: tls_cert and tls_key go together", 2) end
   if opts.tls_cert and (bad_path(opts.tls_cert) or bad_path(opts.tls_key)) then
     return nil, "unsupported characters in the TLS file paths"
@@ -428,7 +432,7 @@ function M.start(opts)
       ok, err = write_private(dir .. "/nginx.conf", nginx_conf({ dir = dir, lua_dir = lua_dir, port = p,
                                                     load_modules = M.load_modules(nginx, modules), root = root,
                                                     tls_port = tls_port, tls_cert = opts.tls_cert,
-                                                    tls_key = opts.tls_key }))
+                                                    tls_key = opts.tls_key, http2 = opts.http2 ~= false }))
       if not ok then return nil, err end
       os.remove(dir .. "/nginx.pid")
       os.remove(dir .. "/worker.pid")
