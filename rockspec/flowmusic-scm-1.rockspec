@@ -91,6 +91,7 @@ exit $s
       ["flowmusic.sandbox.usage"] = "lua/flowmusic/sandbox/usage.lua",
       ["flowmusic.sandbox.util"] = "lua/flowmusic/sandbox/util.lua",
       ["flowmusic.sandbox.watchdog"] = "lua/flowmusic/sandbox/watchdog.lua",
+      ["flowmusic.trust"] = "lua/flowmusic/trust.lua",
       ["flowmusic.validate"] = "lua/flowmusic/validate.lua",
       },
       bin = { flowmusic = "bin/flowmusic" },
