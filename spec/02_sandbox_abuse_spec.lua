@@ -20,7 +20,7 @@ local function capture(cmd)
   return out
 end
 
-describe("sandbox under abuse", function()
+describe("sandbox under abuse #once", function()
   local sb
 
   lazy_setup(function()

@@ -25,12 +25,13 @@ describe("flowmusic CLI interrupted by signals", function()
   end)
   before_each(function() sb:reset() end)
 
-  -- 20 set-max-jobs rows; every POST takes 2 s at the sandbox.
+  -- 20 set-max-jobs rows; every POST takes 1 s at the sandbox (less than the 2 s grace: rows in
+  -- flight at the first signal complete; a second signal comes 0.2 s later, well before that).
   local function slow_batch(name)
     local emails = sb:seed(20)
     local lines = { "op,email,max_jobs" }
     for _, e in ipairs(emails) do lines[#lines + 1] = "set-max-jobs," .. e .. ",3" end
-    sb:fault { fault = "latency", ms = 2000, method = "POST", path = "/v1/flowmusic/accounts", count = 0 }
+    sb:fault { fault = "latency", ms = 1000, method = "POST", path = "/v1/flowmusic/accounts", count = 0 }
     return cli.spit(c.tmp .. "/" .. name, table.concat(lines, "\n") .. "\n"), emails
   end
 
@@ -38,7 +39,11 @@ describe("flowmusic CLI interrupted by signals", function()
   local function interrupted_batch(name, signals, want_code)
     local file, emails = slow_batch(name)
     local h = c:spawn("batch " .. cli.q(file) .. " --concurrency 2 --retries 0 --json")
-    socket.sleep(5)
+    -- Signal once the first rows are done and the next are in flight (the third POST has
+    -- arrived), not after a fixed time a loaded machine may not keep.
+    local deadline = socket.gettime() + 30
+    repeat socket.sleep(0.02)
+    until (sb:requests().by["POST /v1/flowmusic/accounts"] or 0) >= 3 or socket.gettime() > deadline
     for k, sig in ipairs(signals) do
       if k > 1 then socket.sleep(0.2) end
       h.signal(sig)
@@ -91,7 +96,9 @@ describe("flowmusic CLI interrupted by signals", function()
 
   it("SIGINT at any moment of start-up is never lost: exit 130, no stack trace", function()
     sb:seed(1)
-    sb:fault { fault = "latency", ms = 3000, method = "GET", count = 0 }
+    -- long enough that every pause ends before the list does; a signal during the request
+    -- then waits at most this long (the grace is 2 s)
+    sb:fault { fault = "latency", ms = 600, method = "GET", count = 0 }
     for _, pause in ipairs({ 0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15 }) do
       local h = c:spawn("accounts list --json")
       -- Count from the moment the interpreter runs: before, the starting shell still ignores

@@ -43,7 +43,7 @@ http {
 }
 ]]
 
-describe("flowmusic deadlines in nginx", function()
+describe("flowmusic deadlines in nginx #once", function()
   local sb, srv
   setup(function()
     sb = require("spec.helpers.sandbox").start {}

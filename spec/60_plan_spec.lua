@@ -410,7 +410,7 @@ reauth@fleet.test,5,tokens/reauth.txt
 
   it("reports every action of an apply interrupted by SIGINT: ok, interrupted or not run (exit 130)", function()
     local path, emails = eight()
-    sb:fault { fault = "latency", ms = 1500, method = "POST", path = prefix .. "/accounts", count = 0 }
+    sb:fault { fault = "latency", ms = 1000, method = "POST", path = prefix .. "/accounts", count = 0 }
     local rc, out, err = apply_interrupted(clih.q(path) .. " --yes --json --concurrency 2", "INT", 3)
     sb:clear_faults()
     assert.are.equal(130, rc, err)

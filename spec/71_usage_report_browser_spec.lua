@@ -54,7 +54,7 @@ local function browser(what, file)
   return out, profile
 end
 
-describe("the HTML usage report in headless Chromium", function()
+describe("the HTML usage report in headless Chromium #once", function()
   local sb, tmp
 
   lazy_setup(function()

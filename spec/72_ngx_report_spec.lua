@@ -15,7 +15,7 @@ elseif not openresty.read_file(openresty.NGINX) or not openresty.read_file(lua_m
   missing = "nginx or " .. lua_module .. " is missing (apt-get install nginx-core libnginx-mod-http-lua lua-resty-core)"
 end
 
-describe("GET /report in nginx", function()
+describe("GET /report in nginx #once", function()
   if missing then
     pending(missing)
     return
