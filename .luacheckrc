@@ -33,10 +33,7 @@ include_files = { "lua/**/*.lua", "spec/**/*.lua", "bin/flowmusic" }
 -- Code that runs inside nginx (lua-nginx-module): the OpenResty adapter, and the sandbox's
 -- request handlers and their helpers.
 local NGINX = "min+flowmusic_compat+ngx_lua+ngx_lua_newer"
-files["lua/flowmusic/ngx.lua"] = { std = NGINX }
-files["lua/flowmusic/ngx_thread.lua"] = { std = NGINX }
-files["lua/flowmusic/ngx_metrics.lua"] = { std = NGINX }
-files["lua/flowmusic/ngx_report.lua"] = { std = NGINX }
+files["lua/flowmusic/ngx"] = { std = NGINX } -- the nginx side: one folder
 files["lua/flowmusic/sandbox/accounts.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/faults.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/handler.lua"] = { std = NGINX }

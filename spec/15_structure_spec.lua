@@ -15,7 +15,7 @@ end
 
 describe("the operation table", function()
   it("is the only library file naming operations (retry, engine, init and the nginx adapter name none)", function()
-    for _, file in ipairs { "retry", "engine", "init", "ngx", "ngx_thread", "errors" } do
+    for _, file in ipairs { "retry", "engine", "init", "ngx/init", "ngx/thread", "errors" } do
       local text = read("lua/flowmusic/" .. file .. ".lua")
       for _, name in ipairs(ops.names()) do
         if name ~= "request" then -- a common word; checked as a quoted name below
@@ -203,5 +203,40 @@ describe("per-call options and on_event", function()
     fail = false
     assert.is_table(c:list_accounts())
     c:close()
+  end)
+end)
+
+describe("the docs and examples", function()
+  -- Every dotted flowmusic name they give is a module that exists, or a field of one.
+  it("name only module paths that exist", function()
+    local p = io.popen("ls README.md docs/*.md examples/*.* examples/*/*")
+    local files = {}
+    for f in p:lines() do files[#files + 1] = f end
+    p:close()
+    local path = "lua/?.lua;lua/?/init.lua"
+    local checked = 0
+    for _, file in ipairs(files) do
+      local text = read(file)
+      for before, name in text:gmatch("(.?)(flowmusic%.[%w_%.]*[%w_])") do
+        if not before:match("[%w/%-_@]") then -- not node_exporter/flowmusic.prom, x@flowmusic.sandbox
+          local parts, module, rest = {}, nil, {}
+          for part in name:gmatch("[^.]+") do parts[#parts + 1] = part end
+          for n = #parts, 1, -1 do
+            local m = table.concat(parts, ".", 1, n)
+            if package.searchpath(m, path) or package.searchpath(m, package.cpath) then
+              module = m
+              for i = n + 1, #parts do rest[#rest + 1] = parts[i] end
+              break
+            end
+          end
+          assert(module, file .. " names " .. name .. ": no such module")
+          if rest[1] and not module:find("^flowmusic%.ngx") and not module:find("^flowmusic%.sandbox") then
+            assert(require(module)[rest[1]] ~= nil, file .. " names " .. name .. ": " .. module .. " has no " .. rest[1])
+          end
+          checked = checked + 1
+        end
+      end
+    end
+    assert.is_true(checked > 20)
   end)
 end)

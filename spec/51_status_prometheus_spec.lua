@@ -1,4 +1,4 @@
--- A real Prometheus server scrapes the example nginx's /metrics (flowmusic.ngx_metrics in
+-- A real Prometheus server scrapes the example nginx's /metrics (flowmusic.ngx.metrics in
 -- front of a private sandbox) every second; its HTTP API then answers the sandbox's values.
 -- promtool checks the /metrics answer. Everything runs on free loopback ports in private
 -- directories and is stopped by pid.

@@ -1,4 +1,4 @@
--- Fleet status inside nginx: flowmusic.ngx_metrics as examples/nginx/nginx.conf sets it up
+-- Fleet status inside nginx: flowmusic.ngx.metrics as examples/nginx/nginx.conf sets it up
 -- (`location = /metrics`), with two workers, in front of a private sandbox. The spec process
 -- only drives HTTP; the refreshes run in nginx (timer -> thread pool).
 local cjson = require "cjson"
@@ -18,7 +18,7 @@ elseif not openresty.read_file(openresty.NGINX)
   missing = "nginx or ngx_http_lua_module is missing (apt-get install nginx-core libnginx-mod-http-lua lua-resty-core)"
 end
 if missing then
-  describe("flowmusic.ngx_metrics in nginx", function() pending(missing) end)
+  describe("flowmusic.ngx.metrics in nginx", function() pending(missing) end)
   return
 end
 
@@ -34,7 +34,7 @@ local DICT_LOCATION = [[
         }
         location = /t/misuse {
             content_by_lua_block {
-                local metrics = require "flowmusic.ngx_metrics"
+                local metrics = require "flowmusic.ngx.metrics"
                 local out = {}
                 for _, o in ipairs({ { intervall = 1 }, { interval = 0 }, { dict = "nope" },
                     { min_credits = -1 }, { client = 5 }, "x" }) do
@@ -84,7 +84,7 @@ local function list_calls(sb)
   return sb:requests().by["GET /v1/flowmusic/accounts"] or 0
 end
 
-describe("flowmusic.ngx_metrics in nginx (two workers, one refresh per interval) #once", function()
+describe("flowmusic.ngx.metrics in nginx (two workers, one refresh per interval) #once", function()
   local sb, srv, broken, low
 
   setup(function()
@@ -169,7 +169,7 @@ describe("flowmusic.ngx_metrics in nginx (two workers, one refresh per interval)
       "bad argument #1 to 'start' (options must be a table)",
     }
     assert.equal(#want, #out)
-    for i, w in ipairs(want) do assert.matches("flowmusic.ngx_metrics: " .. w, out[i], 1, true) end
+    for i, w in ipairs(want) do assert.matches("flowmusic.ngx.metrics: " .. w, out[i], 1, true) end
     -- the settings of start() in init_worker are still in force
     assert.equal(1, scrape(srv):value("flowmusic_status_success"))
   end)
@@ -186,7 +186,7 @@ describe("flowmusic.ngx_metrics in nginx (two workers, one refresh per interval)
   end)
 end)
 
-describe("flowmusic.ngx_metrics in nginx (short interval) #once", function()
+describe("flowmusic.ngx.metrics in nginx (short interval) #once", function()
   local sb, srv
   local INTERVAL = 0.5 -- as short as a refresh of two accounts allows on a loaded machine
 
@@ -264,7 +264,7 @@ describe("flowmusic.ngx_metrics in nginx (short interval) #once", function()
     end)
     assert(m, "success never went to 0")
     assert.truthy(m:value("flowmusic_requests_total", { op = "list_accounts", outcome = "http_error" }) >= 1)
-    assert.matches("flowmusic.ngx_metrics: status refresh failed: flowmusic: http 401 on GET /accounts",
+    assert.matches("flowmusic.ngx.metrics: status refresh failed: flowmusic: http 401 on GET /accounts",
       srv:error_log(), 1, true)
     assert.is_nil(srv:error_log():find(API_TOKEN, 1, true))
     sb:clear_faults()

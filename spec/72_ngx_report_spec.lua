@@ -1,5 +1,5 @@
 -- GET /report of examples/nginx/nginx.conf in real nginx with the sandbox behind it: the page
--- comes from the background refresh (flowmusic.ngx_report) stored in a lua_shared_dict, so
+-- comes from the background refresh (flowmusic.ngx.report) stored in a lua_shared_dict, so
 -- page views fetch no usage documents; its totals match the raw events.
 local openresty = require "spec.helpers.openresty"
 local output = require "flowmusic.cli.output"
@@ -47,7 +47,7 @@ describe("GET /report in nginx #once", function()
             content_by_lua_block {
                 local app = require "flowmusic_example"
                 ngx.shared.flowmusic_report:delete("at")
-                local ok, err = require("flowmusic.ngx_report").refresh { dict = "flowmusic_report",
+                local ok, err = require("flowmusic.ngx.report").refresh { dict = "flowmusic_report",
                     client = app.client, interval = 300, days = 30 }
                 ngx.say(tostring(ok), " ", tostring(err))
             }
@@ -117,7 +117,7 @@ describe("GET /report in nginx #once", function()
     status, body = srv:get("/report")
     assert.equal(200, status)
     assert.truthy(body:find("<b>" .. output.number(charged / 12) .. "</b>charged credits", 1, true))
-    assert.truthy(srv:error_log():find("flowmusic.ngx_report: refresh failed", 1, true))
+    assert.truthy(srv:error_log():find("flowmusic.ngx.report: refresh failed", 1, true))
     -- and one that works replaces it
     s2, b2 = srv:get("/t/refresh")
     assert.equal(200, s2)

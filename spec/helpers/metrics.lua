@@ -126,7 +126,7 @@ end
 -- repository, `listen @PORT@`, a watchdog on this process, and the metrics options (the
 -- openresty helper makes the workers run as the invoking user).
 -- @tparam table o `interval` (seconds), `workers` (worker_processes), `start` (extra options
---   for ngx_metrics.start, Lua text), `locations` (extra locations, nginx text), `watch_pid`,
+--   for flowmusic.ngx.metrics.start, Lua text), `locations` (extra locations, nginx text), `watch_pid`,
 --   `watch_start`
 -- @treturn string configuration text
 function M.example_conf(o)
@@ -140,10 +140,10 @@ function M.example_conf(o)
   conf, n = conf:gsub("\nworker_processes %d+;", "\nworker_processes " .. (o.workers or 1) .. ";")
   assert(n == 1, "example has no worker_processes")
   local start = "interval = " .. tostring(o.interval or 60) .. (o.start and (", " .. o.start) or "")
-  conf, n = conf:gsub('require%("flowmusic%.ngx_metrics"%)%.start { interval = 60 }', function()
-    return 'require("flowmusic.ngx_metrics").start { ' .. start .. " }"
+  conf, n = conf:gsub('require%("flowmusic%.ngx%.metrics"%)%.start { interval = 60 }', function()
+    return 'require("flowmusic.ngx.metrics").start { ' .. start .. " }"
   end)
-  assert(n == 1, "example no longer starts flowmusic.ngx_metrics with interval = 60")
+  assert(n == 1, "example no longer starts flowmusic.ngx.metrics with interval = 60")
   if o.watch_pid then
     conf, n = conf:gsub("init_worker_by_lua_block {\n", function()
       return ("init_worker_by_lua_block {\n        require(\"flowmusic.sandbox.watchdog\").start"

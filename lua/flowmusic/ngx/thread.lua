@@ -9,7 +9,7 @@
 -- connections survive from one call to the next. A VM runs one task at a time, so the cache
 -- needs no locking; ngx_lua keeps a pool of such VMs (`lua_worker_thread_vm_pool_size`),
 -- each with its own cache.
--- @module flowmusic.ngx_thread
+-- @module flowmusic.ngx.thread
 local core = require "flowmusic.core"
 local engine = require "flowmusic.engine"
 local ops = require "flowmusic.ops"
@@ -55,7 +55,7 @@ end
 function M.run(cfg, calls, opts)
   for i = 1, #calls do
     local rec = ops.get(calls[i].name)
-    if not rec then error("flowmusic.ngx_thread: unknown operation '" .. tostring(calls[i].name) .. "'") end
+    if not rec then error("flowmusic.ngx.thread: unknown operation '" .. tostring(calls[i].name) .. "'") end
     calls[i].op = rec
   end
   local events

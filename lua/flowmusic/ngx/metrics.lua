@@ -3,10 +3,10 @@
 --
 --     lua_shared_dict flowmusic_metrics 1m;
 --     init_worker_by_lua_block {
---         require("flowmusic.ngx_metrics").start { interval = 60, min_credits = 100 }
+--         require("flowmusic.ngx.metrics").start { interval = 60, min_credits = 100 }
 --     }
 --     location = /metrics {
---         content_by_lua_block { require("flowmusic.ngx_metrics").serve() }
+--         content_by_lua_block { require("flowmusic.ngx.metrics").serve() }
 --     }
 --
 -- * **One refresh per nginx instance.** `start` runs in every worker, but only worker 0
@@ -26,10 +26,10 @@
 -- * **Request counters.** `on_event` (a client `on_event` hook) counts every event a
 --   flowmusic client reports as `flowmusic_requests_total{op,outcome}`, a counter across all
 --   workers (the shared dict). The status client counts itself; give your own clients
---   `on_event = require("flowmusic.ngx_metrics").on_event`.
+--   `on_event = require("flowmusic.ngx.metrics").on_event`.
 -- * The API token is never stored, logged or exposed: the dict holds metrics text, times
 --   and counters keyed by operation and outcome only.
--- @module flowmusic.ngx_metrics
+-- @module flowmusic.ngx.metrics
 local prometheus = require "flowmusic.fleet.prometheus"
 local status = require "flowmusic.fleet.status"
 
@@ -65,7 +65,7 @@ local armed = false
 local function shared(name, level)
   local d = ngx.shared[name]
   if not d then
-    error(("flowmusic.ngx_metrics: no lua_shared_dict '%s' (declare it in the http block:"
+    error(("flowmusic.ngx.metrics: no lua_shared_dict '%s' (declare it in the http block:"
       .. " `lua_shared_dict %s 1m;`)"):format(name, name), level + 1)
   end
   return d
@@ -88,7 +88,7 @@ function M.on_event(ev)
   local d = ngx.shared[cfg and cfg.dict or M.DEFAULT_DICT]
   if not d or type(ev) ~= "table" then return end
   local ok, err = d:incr(REQ_PREFIX .. tostring(ev.op) .. "\t" .. tostring(ev.outcome), 1, 0)
-  if not ok then ngx.log(ngx.WARN, "flowmusic.ngx_metrics: cannot count a request: ", err) end
+  if not ok then ngx.log(ngx.WARN, "flowmusic.ngx.metrics: cannot count a request: ", err) end
 end
 
 -- The status client of this worker: from the `client` option (a function returning a
@@ -117,7 +117,7 @@ end
 -- @treturn boolean|nil true refreshed, false the list call failed, nil skipped
 -- @treturn string|nil why it failed or was skipped
 function M.refresh()
-  if not cfg then error("flowmusic.ngx_metrics: call start() first (in init_worker_by_lua)", 2) end
+  if not cfg then error("flowmusic.ngx.metrics: call start() first (in init_worker_by_lua)", 2) end
   local d = shared(cfg.dict, 2)
   local me = ngx.worker.pid()
   local locked, lerr = d:add(KEY_LOCK, me, cfg.lock_ttl)
@@ -151,10 +151,10 @@ function M.refresh()
   d:incr(KEY_REFRESHES, 1, 0)
   d:delete(KEY_LOCK)
   if result then
-    ngx.log(ngx.INFO, "flowmusic.ngx_metrics: status refreshed by worker ", ngx.worker.pid(),
+    ngx.log(ngx.INFO, "flowmusic.ngx.metrics: status refreshed by worker ", ngx.worker.pid(),
       ": ", status.summary_line(summary))
   else
-    ngx.log(ngx.WARN, "flowmusic.ngx_metrics: status refresh failed: ", why)
+    ngx.log(ngx.WARN, "flowmusic.ngx.metrics: status refresh failed: ", why)
   end
   return result, why
 end
@@ -163,7 +163,7 @@ end
 local function tick(premature)
   if premature then return end
   local ok, err = pcall(M.refresh)
-  if not ok then ngx.log(ngx.ERR, "flowmusic.ngx_metrics: refresh raised: ", tostring(err)) end
+  if not ok then ngx.log(ngx.ERR, "flowmusic.ngx.metrics: refresh raised: ", tostring(err)) end
 end
 
 --- Set up this worker; call it from `init_worker_by_lua` in every worker.
@@ -181,24 +181,24 @@ end
 function M.start(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
-    error("flowmusic.ngx_metrics: bad argument #1 to 'start' (options must be a table)", 2)
+    error("flowmusic.ngx.metrics: bad argument #1 to 'start' (options must be a table)", 2)
   end
   for k in pairs(opts) do
     if not option_names[k] then
-      error(("flowmusic.ngx_metrics: bad argument #1 to 'start' (unknown option '%s')"):format(tostring(k)), 2)
+      error(("flowmusic.ngx.metrics: bad argument #1 to 'start' (unknown option '%s')"):format(tostring(k)), 2)
     end
   end
   local interval = opts.interval or M.DEFAULT_INTERVAL
   if type(interval) ~= "number" or interval ~= interval or interval <= 0 or interval == math.huge then
-    error("flowmusic.ngx_metrics: bad argument #1 to 'start' (interval must be a positive number of seconds)", 2)
+    error("flowmusic.ngx.metrics: bad argument #1 to 'start' (interval must be a positive number of seconds)", 2)
   end
   if opts.client ~= nil and type(opts.client) ~= "table" and type(opts.client) ~= "function" then
-    error("flowmusic.ngx_metrics: bad argument #1 to 'start' (client must be a table of options or a function)", 2)
+    error("flowmusic.ngx.metrics: bad argument #1 to 'start' (client must be a table of options or a function)", 2)
   end
   local status_opts = { min_credits = opts.min_credits, min_tokens = opts.min_tokens,
     concurrency = opts.concurrency }
   local sok, why = status.check_options(status_opts)
-  if not sok then error("flowmusic.ngx_metrics: bad argument #1 to 'start' (" .. why .. ")", 2) end
+  if not sok then error("flowmusic.ngx.metrics: bad argument #1 to 'start' (" .. why .. ")", 2) end
   local name = opts.dict or M.DEFAULT_DICT
   shared(name, 2)
   cfg = {
@@ -210,7 +210,7 @@ function M.start(opts)
   if not armed and (ngx.worker.id() or 0) == 0 then
     local ok, err = ngx.timer.at(0, tick)
     if ok then ok, err = ngx.timer.every(interval, tick) end
-    if not ok then error("flowmusic.ngx_metrics: cannot start the refresh timer: " .. tostring(err), 2) end
+    if not ok then error("flowmusic.ngx.metrics: cannot start the refresh timer: " .. tostring(err), 2) end
     armed = true
   end
   return true
@@ -234,7 +234,7 @@ end
 -- metrics and the request counters. Makes no API call.
 -- @treturn string
 function M.exposition()
-  if not cfg then error("flowmusic.ngx_metrics: call start() first (in init_worker_by_lua)", 2) end
+  if not cfg then error("flowmusic.ngx.metrics: call start() first (in init_worker_by_lua)", 2) end
   local d = shared(cfg.dict, 2)
   local data = d:get(KEY_DATA)
   local ts, body

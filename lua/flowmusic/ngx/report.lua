@@ -3,7 +3,7 @@
 --     lua_shared_dict flowmusic_report 16m;
 --     location = /report {
 --         content_by_lua_block {
---             require("flowmusic.ngx_report").serve { dict = "flowmusic_report", client = app.client }
+--             require("flowmusic.ngx.report").serve { dict = "flowmusic_report", client = app.client }
 --         }
 --     }
 --
@@ -13,7 +13,7 @@
 -- usage documents. Workers share the page; a lock in the dict makes one refresh at a time, and
 -- a worker skips a refresh when another made the page less than half an interval ago.
 -- While the first refresh runs, /report answers 503 with Retry-After.
--- @module flowmusic.ngx_report
+-- @module flowmusic.ngx.report
 local fleet_usage = require "flowmusic.fleet.usage"
 local html = require "flowmusic.report.html"
 
@@ -26,27 +26,27 @@ local known = { dict = true, client = true, interval = true, days = true, concur
 
 -- Check the options; raises on misuse.
 local function check(opts, level)
-  if type(opts) ~= "table" then error("flowmusic.ngx_report: options must be a table", level + 1) end
+  if type(opts) ~= "table" then error("flowmusic.ngx.report: options must be a table", level + 1) end
   for k in pairs(opts) do
-    if not known[k] then error(("flowmusic.ngx_report: unknown option '%s'"):format(tostring(k)), level + 1) end
+    if not known[k] then error(("flowmusic.ngx.report: unknown option '%s'"):format(tostring(k)), level + 1) end
   end
   if type(opts.dict) ~= "string" then
-    error("flowmusic.ngx_report: dict (a lua_shared_dict name) is required", level + 1)
+    error("flowmusic.ngx.report: dict (a lua_shared_dict name) is required", level + 1)
   end
   if not ngx.shared[opts.dict] then
-    error(("flowmusic.ngx_report: no lua_shared_dict '%s' (declare it in the http block)"):format(opts.dict), level + 1)
+    error(("flowmusic.ngx.report: no lua_shared_dict '%s' (declare it in the http block)"):format(opts.dict), level + 1)
   end
   local c = opts.client
   if type(c) ~= "function" and type(c) ~= "table" then
-    error("flowmusic.ngx_report: client (a flowmusic client, or a function returning one) is required", level + 1)
+    error("flowmusic.ngx.report: client (a flowmusic client, or a function returning one) is required", level + 1)
   end
   local interval = opts.interval
   if interval ~= nil and (type(interval) ~= "number" or interval <= 0 or interval ~= interval) then
-    error("flowmusic.ngx_report: interval must be a positive number of seconds", level + 1)
+    error("flowmusic.ngx.report: interval must be a positive number of seconds", level + 1)
   end
   local days = opts.days
   if days ~= nil and (type(days) ~= "number" or days < 1 or days ~= math.floor(days)) then
-    error("flowmusic.ngx_report: days must be a positive integer", level + 1)
+    error("flowmusic.ngx.report: days must be a positive integer", level + 1)
   end
 end
 
@@ -80,7 +80,7 @@ function M.refresh(opts)
     dict:delete(KEY_ERROR)
   else
     dict:set(KEY_ERROR, err)
-    ngx.log(ngx.ERR, "flowmusic.ngx_report: refresh failed: ", err)
+    ngx.log(ngx.ERR, "flowmusic.ngx.report: refresh failed: ", err)
   end
   dict:delete(KEY_LOCK)
   return res, err
@@ -100,7 +100,7 @@ function M.start(opts)
   end
   local ok, err = ngx.timer.at(0, tick)
   if ok then ok, err = ngx.timer.every(interval_of(opts), tick) end
-  if not ok then error("flowmusic.ngx_report: cannot start the refresh timer: " .. tostring(err), 2) end
+  if not ok then error("flowmusic.ngx.report: cannot start the refresh timer: " .. tostring(err), 2) end
   started[opts.dict] = true
   return true
 end

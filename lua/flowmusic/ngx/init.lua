@@ -31,7 +31,7 @@ local errors = require "flowmusic.errors"
 local M = {}
 
 --- Module `ngx.run_worker_thread` runs in the worker thread's VM.
-M.THREAD_MODULE = "flowmusic.ngx_thread"
+M.THREAD_MODULE = "flowmusic.ngx.thread"
 --- Function of THREAD_MODULE it calls.
 M.THREAD_FUNCTION = "run"
 
