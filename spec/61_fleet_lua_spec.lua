@@ -114,7 +114,7 @@ describe("flowmusic.fleet.plan", function()
 
     local bad = {
       { "[]", "not a saved plan" }, { "nonsense", "not a saved plan" },
-      { '{"format":"flowmusic-plan","version":2,"rows":[],"fingerprint":{}}', "version 2" },
+      { '{"format":"flowmusic-plan","version":2,"rows":[],"fingerprint":{}}', "version '2'" },
       { '{"format":"flowmusic-plan","version":1,"rows":[{"action":"explode","email":"a@x.test"}],'
         .. '"fingerprint":{}}', "row 1: unknown action" },
       { '{"format":"flowmusic-plan","version":1,"rows":[{"action":"add","email":"a@x.test"}],'

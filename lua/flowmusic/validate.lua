@@ -171,4 +171,40 @@ function M.known_keys(t, allowed, what)
   return t
 end
 
+-- Quoting values in messages. A message about a value from a file or a flag may have been
+-- handed a secret by mistake (a refresh token file given as a batch file); a refresh token has
+-- no known shape, so a value is quoted only when it could be a column name: letters, digits,
+-- `_` and `-`, at most 32 bytes, no run of more than 4 digits (`2026-11-01` and `max_jobz`
+-- are quoted; long random words are not). The one home of this rule for the command line.
+
+--- True when s may be quoted in a message: it could be a column name, and it holds no secret
+-- of `secrets` (nor is a piece of one).
+-- @param s the value
+-- @param secrets optional array of strings never to quote
+function M.quotable(s, secrets)
+  return type(s) == "string" and #s <= 32 and s:find("^[A-Za-z0-9_%-]*$") ~= nil
+    and not s:find("%d%d%d%d%d") and not M.holds_secret(s, secrets)
+end
+
+--- True when s holds one of secrets (8 bytes or longer), or is a piece (8+ bytes) of one.
+function M.holds_secret(s, secrets)
+  for _, secret in ipairs(secrets or {}) do
+    if #secret >= 8 and (s:find(secret, 1, true) or (#s >= 8 and secret:find(s, 1, true))) then return true end
+  end
+  return false
+end
+
+--- What is said instead of a value that isn't shown: its size only.
+function M.hidden(s) return ("(a %d-byte value, not shown)"):format(#tostring(s)) end
+
+--- A value for a message: `'s'` when it is quotable and holds no secret of `secrets` (nor is
+-- a piece of one), else its size (`(a 60-byte value, not shown)`).
+-- @param s the value (made a string)
+-- @param secrets optional array of strings never to quote
+function M.quote(s, secrets)
+  s = tostring(s)
+  if M.quotable(s, secrets) then return "'" .. s .. "'" end
+  return M.hidden(s)
+end
+
 return M

@@ -135,6 +135,14 @@ local function plan_row(row, base_dir)
   return p
 end
 
+-- The op and email of a row as the report shows them. They come straight from the file: each
+-- is kept when it is what it should be (a known op, a valid email) or may be quoted
+-- (validate.quotable), else only its size is given, like a value in a message.
+local function as_read(v, good)
+  if v == nil or good or validate.quotable(v, common.secrets()) then return common.redact(v) end
+  return validate.hidden(v)
+end
+
 -- Fill a result row from a successful batch result (status "ok" unless it says otherwise).
 local function describe_ok(p, r, out)
   local v = r.value
@@ -251,7 +259,8 @@ local function run(opts)
   local next_row = 1
   local function row_of(i)
     local p = plan[i]
-    local out = { line = p.line, op = common.redact(p.op), email = common.redact(p.email), max_jobs = p.max_jobs }
+    local out = { line = p.line, op = as_read(p.op, OPS[p.op] ~= nil),
+                  email = as_read(p.email, p.email ~= nil and validate.email(p.email) ~= nil), max_jobs = p.max_jobs }
     if p.error then
       out.status, out.message = "invalid", p.error
     elseif opts.dry_run then

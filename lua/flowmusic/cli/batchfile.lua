@@ -6,8 +6,9 @@
 -- carries the number of the line it starts on).
 --
 -- Limits: a file holds at most `MAX_BYTES` bytes and `MAX_ROWS` records; a line (and a CSV
--- record) at most `MAX_LINE` bytes. Nothing from the file is quoted in a message unless it is
--- a short, plain word (see `flowmusic.cli.output.show`), so a secret handed over by mistake is never echoed.
+-- record) at most `MAX_LINE` bytes. Nothing from the file is quoted in a message unless it
+-- could be a column name (see `flowmusic.validate.quote`), so a secret handed over by mistake
+-- is never echoed.
 -- @module flowmusic.cli.batchfile
 local M = {}
 
@@ -28,7 +29,8 @@ M.MAX_BYTES = 16 * 1024 * 1024
 M.MAX_LINE = 64 * 1024
 M.MAX_ROWS = 100000
 
-local show = require("flowmusic.cli.output").show
+local validate = require "flowmusic.validate"
+local show = validate.quote
 
 -- Iterate over physical lines: returns text (CR of CRLF dropped), the position after its
 -- newline, or nil at the end.
@@ -124,6 +126,18 @@ end
 
 local EMPTY = "the file is empty (a %s needs at least one row%s)"
 
+-- The message for a header cell that is no column. It is named only when it could be a column
+-- name and the header has other cells: a lone cell is more likely a token file given by
+-- mistake, and a refresh token has no known shape.
+local function unknown_column(n, cell, cells, secrets, sc)
+  local expected = table.concat(sc.keys, ",")
+  if cells > 1 and validate.quotable(cell, secrets) then
+    return ("line %d: unknown column '%s' in the header (expected %s)"):format(n, cell, expected)
+  end
+  return ("line %d is not a header (is this a token file?): unknown column %s; expected the header %s")
+    :format(n, validate.hidden(cell), expected)
+end
+
 -- CSV: rows after the header.
 local function parse_csv(text, secrets, sc)
   local rows, header = {}, nil
@@ -145,10 +159,7 @@ local function parse_csv(text, secrets, sc)
         local seen = {}
         for i, f in ipairs(fields) do
           f = f:lower()
-          if not sc.known[f] then
-            return nil, ("line %d: unknown column %s in the header (expected %s)")
-              :format(n, show(f, secrets), table.concat(sc.keys, ","))
-          end
+          if not sc.known[f] then return nil, unknown_column(n, f, #fields, secrets, sc) end
           if seen[f] then
             return nil, ("line %d: column %s appears twice in the header"):format(n, show(f, secrets))
           end

@@ -12,6 +12,7 @@
 local argparse = require "argparse"
 local common = require "flowmusic.cli.common"
 local defaults = require "flowmusic.defaults"
+local validate = require "flowmusic.validate"
 
 local M = {}
 
@@ -112,10 +113,29 @@ end
 -- Help text of a parser (for `--help` and `help COMMAND`).
 local function help_of(p) return p:get_help() .. "\n" end
 
+-- argparse quotes the word it refuses ('unknown command X', 'unknown option --X'); a word of
+-- the command line that may not be quoted (validate.quote) is said by its size instead.
+local function hide_words(msg, words)
+  local secrets = common.secrets()
+  for _, word in ipairs(words or {}) do
+    for _, w in ipairs({ word, word:match("^(%-%-[^=]*)=") }) do
+      local quoted, i = "'" .. w .. "'", 1
+      while true do
+        local at = msg:find(quoted, i, true)
+        if not at then break end
+        local said = validate.quote(w, secrets)
+        msg = msg:sub(1, at - 1) .. said .. msg:sub(at + #quoted)
+        i = at + #said
+      end
+    end
+  end
+  return msg
+end
+
 -- Report a usage error from argparse: usage line, message, hint; exit status 2.
-local function usage_error(p, msg)
+local function usage_error(p, msg, words)
   local name = fullname(p)
-  msg = tostring(msg):gsub("[^\n]+", common.clean)
+  msg = hide_words(tostring(msg), words):gsub("[^\n]+", common.clean)
   local head, hint = msg:match("^(.-)\nDid you mean (.*)$")
   if head then msg = head .. " (did you mean " .. hint .. ")" end
   io.stderr:write(p:get_usage(), "\n\n", name, ": ", msg, "\n",
@@ -160,7 +180,7 @@ function M.run(argv)
     if getmetatable(s) ~= Stop then error(s, 0) end
     if s.help then io.stdout:write(help_of(s.help)) return common.OK end
     if s.version then return version() end
-    return usage_error(s.usage, s.message)
+    return usage_error(s.usage, s.message, list)
   end
   if args.command == "help" then
     if args.topic == nil then io.stdout:write(help_of(parser)) return common.OK end
@@ -170,7 +190,7 @@ function M.run(argv)
         return common.OK
       end
     end
-    return usage_error(parser, "unknown command '" .. args.topic .. "'")
+    return usage_error(parser, "unknown command " .. validate.quote(args.topic, common.secrets()))
   end
   local mod = modules[args.command]
   local code

@@ -1,6 +1,8 @@
 --- Output of the flowmusic command line: a human table, JSON Lines or CSV, a progress bar
 -- and TTY detection. Every writer takes an explicit column list so the field order is stable.
 -- @module flowmusic.cli.output
+local validate = require "flowmusic.validate"
+
 local M = {}
 
 local floor = math.floor
@@ -86,28 +88,20 @@ function M.escape(s)
   return (s:gsub("\194([\128-\159])", backslash_byte))
 end
 
---- Quote a value from the input for a message: only short (<= 40 bytes) plain words
--- (letters, digits, `_ - . +` and spaces) that hold no secret of `secrets` (and aren't part
--- of one); anything else is described by its size, so a token handed over by mistake is never
--- echoed.
+-- Quoting a value from the input in a message follows one rule, `flowmusic.validate.quote`
+-- (only what could be a column name, holding no secret); these are its names here.
+
+--- Quote a value from the input for a message, or describe it by its size
+-- (`flowmusic.validate.quote`), so a token handed over by mistake is never echoed.
 -- @param s the text
 -- @param secrets optional array of strings never to echo
-function M.show(s, secrets)
-  s = tostring(s)
-  if #s <= 40 and s:find("^[%w_%-%.%+ ]*$") and not M.holds_secret(s, secrets) then return "'" .. s .. "'" end
-  return M.hidden(s)
-end
+M.show = validate.quote
 
 --- True when s holds one of secrets (8 bytes or longer), or is a piece (8+ bytes) of one.
-function M.holds_secret(s, secrets)
-  for _, secret in ipairs(secrets or {}) do
-    if #secret >= 8 and (s:find(secret, 1, true) or (#s >= 8 and secret:find(s, 1, true))) then return true end
-  end
-  return false
-end
+M.holds_secret = validate.holds_secret
 
 --- What is said instead of a value that isn't shown.
-function M.hidden(s) return ("(a %d-byte value, not shown)"):format(#s) end
+M.hidden = validate.hidden
 
 local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
   ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }

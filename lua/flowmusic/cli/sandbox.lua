@@ -24,7 +24,9 @@ exit status: 0 success (status: running), 1 failure (status: not running), 2 usa
 
 local function port(s)
   local n = s:match("^%d+$") and tonumber(s)
-  if not n or n > 65535 then return nil, "bad --port '" .. s .. "' (an integer 0-65535)" end
+  if not n or n > 65535 then
+    return nil, "bad --port " .. common.output.show(s, common.secrets()) .. " (an integer 0-65535)"
+  end
   return n
 end
 

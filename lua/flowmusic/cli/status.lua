@@ -79,7 +79,7 @@ end
 function M.minimum(v, what)
   local n = type(v) == "number" and v or (type(v) == "string" and v:match("^%s*%d+%.?%d*%s*$") and tonumber(v))
   if not n or n < 0 then
-    return nil, ("%s must be a non-negative number, got '%s'"):format(what, common.clean(tostring(v)))
+    return nil, ("%s must be a non-negative number, got %s"):format(what, output.show(tostring(v), common.secrets()))
   end
   return n
 end
@@ -90,7 +90,7 @@ function M.fail_on(v)
   for name in (tostring(v) .. ","):gmatch("([^,]*),") do
     name = name:match("^%s*(.-)%s*$")
     if not status.is_state(name) then
-      return nil, ("--fail-on: unknown state '%s' (states: %s)"):format(common.clean(name), STATE_NAMES)
+      return nil, ("--fail-on: unknown state %s (states: %s)"):format(output.show(name, common.secrets()), STATE_NAMES)
     end
     set[name] = true
   end

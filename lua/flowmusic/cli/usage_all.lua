@@ -81,8 +81,8 @@ function M.options(raw, email, mode)
   end
   local by = o.all and M.BY_ALL or M.BY_ONE
   if o.by and not by[o.by] then
-    return nil, ("--by must be %s, got '%s'"):format(
-      o.all and "day, account, type or song" or "day, type or song", o.by)
+    return nil, ("--by must be %s, got %s"):format(
+      o.all and "day, account, type or song" or "day, type or song", output.show(o.by, common.secrets()))
   end
   o.concurrency = defaults.cli_concurrency
   if raw.concurrency then

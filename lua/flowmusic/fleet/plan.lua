@@ -266,7 +266,9 @@ end
 function M.check(client, p, opts)
   opts = check_options(opts, { cancel = true }, "check")
   if p.base_url and client.base_url ~= p.base_url then
-    return nil, ("the plan was made for %s, not %s"):format(p.base_url, tostring(client.base_url))
+    -- (the saved URL comes from a file: never echoed, see validate.quote)
+    return nil, ("the plan was made for another API: its base URL %s is not this client's"):format(
+      validate.quote(p.base_url))
   end
   local live, err = read_live(client, opts.cancel)
   if not live then return nil, err end
@@ -480,7 +482,8 @@ function M.decode(text, opts)
   if type(doc) ~= "table" then return nil, "not a saved plan: " .. tostring(err or "not a JSON object") end
   if doc.format ~= M.FORMAT then return nil, "not a saved plan (no \"format\":\"" .. M.FORMAT .. "\")" end
   if doc.version ~= M.VERSION then
-    return nil, ("saved plan version %s is not supported (this is version %d)"):format(tostring(doc.version), M.VERSION)
+    return nil, ("saved plan version %s is not supported (this is version %d)"):format(validate.quote(doc.version),
+      M.VERSION)
   end
   if type(doc.rows) ~= "table" or type(doc.fingerprint) ~= "table" then
     return nil, "malformed saved plan: rows and fingerprint are required"
@@ -509,7 +512,7 @@ function M.decode(text, opts)
   end
   for email, f in pairs(doc.fingerprint) do
     if type(f) ~= "table" or type(f.exists) ~= "boolean" or not int_or_nil(f.max_jobs) then
-      return nil, "malformed saved plan: fingerprint of " .. tostring(email)
+      return nil, "malformed saved plan: fingerprint of " .. validate.quote(email)
     end
     fingerprint[email] = { exists = f.exists, max_jobs = f.max_jobs, error = f.error == true }
   end

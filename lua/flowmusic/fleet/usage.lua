@@ -11,6 +11,8 @@
 -- number is recomputed from the events the reducer keeps (those whose `event_at` UTC day is
 -- inside the range), so a range never mixes with the service's whole-history summary.
 -- @module flowmusic.fleet.usage
+local validate = require "flowmusic.validate"
+
 local M = {}
 
 --- Tokens per credit.
@@ -34,9 +36,10 @@ local DAYS_IN = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 --- Check a `YYYY-MM-DD` day (a real calendar day).
 -- @return the day, or nil, message
 function M.parse_day(s)
-  if type(s) ~= "string" then return nil, ("'%s' is not a day (YYYY-MM-DD)"):format(tostring(s)) end
+  -- (s may come from a flag: quoted only when validate.quote allows it)
+  if type(s) ~= "string" then return nil, ("%s is not a day (YYYY-MM-DD)"):format(validate.quote(s)) end
   local y, m, d = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
-  if not y then return nil, ("'%s' is not a day (YYYY-MM-DD)"):format(tostring(s)) end
+  if not y then return nil, ("%s is not a day (YYYY-MM-DD)"):format(validate.quote(s)) end
   y, m, d = tonumber(y), tonumber(m), tonumber(d)
   local leap = (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0
   local last = (m == 2 and leap) and 29 or DAYS_IN[m]
