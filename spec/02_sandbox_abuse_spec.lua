@@ -4,6 +4,7 @@
 
 local cjson = require "cjson"
 local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 
 local parse_raw = sandbox.parse_raw
 
@@ -23,17 +24,7 @@ end
 describe("sandbox under abuse #once", function()
   local sb
 
-  lazy_setup(function()
-    sb = sandbox.start({ token = "user:77-AbuseToken" })
-  end)
-
-  lazy_teardown(function()
-    sb:stop()
-  end)
-
-  before_each(function()
-    sb:reset()
-  end)
+  fixture.sandbox({ token = "user:77-AbuseToken" }, function(s) sb = s end)
 
   local function assert_error(code, body, status, message)
     assert.are.equal(status, code, type(body) == "table" and cjson.encode(body) or tostring(body))

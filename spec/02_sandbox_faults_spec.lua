@@ -6,6 +6,7 @@
 local cjson = require "cjson"
 local socket = require "socket"
 local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 
 local parse_raw = sandbox.parse_raw
 local ESC = "\27]0;pwned\7\27[31m"
@@ -45,17 +46,7 @@ end
 describe("sandbox hostile faults", function()
   local sb
 
-  lazy_setup(function()
-    sb = sandbox.start({ token = "user:31-FaultToken" })
-  end)
-
-  lazy_teardown(function()
-    sb:stop()
-  end)
-
-  before_each(function()
-    sb:reset()
-  end)
+  fixture.sandbox({ token = "user:31-FaultToken" }, function(s) sb = s end)
 
   local function fault(spec) return "X-Sandbox-Fault: " .. spec .. "\r\n" end
 

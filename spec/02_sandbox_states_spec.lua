@@ -3,7 +3,7 @@
 -- histories that differ per account over several UTC days (issue 11).
 
 local cjson = require "cjson"
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 
 -- Percent-encode an email for a path segment.
 local function enc(s)
@@ -13,17 +13,7 @@ end
 describe("sandbox states for fleet tools", function()
   local sb
 
-  lazy_setup(function()
-    sb = sandbox.start({})
-  end)
-
-  lazy_teardown(function()
-    sb:stop()
-  end)
-
-  before_each(function()
-    sb:reset()
-  end)
+  fixture.sandbox({}, function(s) sb = s end)
 
   local function add(token)
     local code, body = sb:api("POST", "/accounts", { json = { refresh_token = token } })

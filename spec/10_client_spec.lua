@@ -1,21 +1,13 @@
 -- The client against the sandbox over real HTTP: every method, encoding, null/integers,
 -- reload, close and garbage collection.
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 local h = require "spec.helpers.client"
 local flowmusic = h.flowmusic
 
 describe("flowmusic client", function()
   local sb, client
 
-  lazy_setup(function()
-    sb = sandbox.start {}
-    client = h.client(sb)
-  end)
-  lazy_teardown(function()
-    if client then client:close() end
-    if sb then sb:stop() end
-  end)
-  before_each(function() sb:reset() end)
+  fixture.sandbox({ client = true }, function(s, _, cl) sb, client = s, cl end)
 
   describe("add_account", function()
     it("creates (201) then refreshes (200) the same account", function()

@@ -1,19 +1,12 @@
 -- Misuse raises before any I/O, with a message that never echoes a secret.
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 local h = require "spec.helpers.client"
 local flowmusic = h.flowmusic
 
 describe("flowmusic misuse", function()
   local sb, client
 
-  lazy_setup(function()
-    sb = sandbox.start {}
-    client = h.client(sb)
-  end)
-  lazy_teardown(function()
-    if client then client:close() end
-    if sb then sb:stop() end
-  end)
+  fixture.sandbox({ client = true, reset = false }, function(s, _, cl) sb, client = s, cl end)
 
   -- f must raise; the message must mention want and contain none of the secrets.
   local function raises(f, want, secrets)

@@ -2,7 +2,7 @@
 -- that a server can answer, with the statuses it takes as success and the usual failures:
 -- the call returns its value or `nil, err` with a typed kind and a message, and never raises.
 -- The sandbox's `body` fault answers exactly the status, content type and body asked for.
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 local h = require "spec.helpers.client"
 local ops = require "flowmusic.ops"
 local errors = require "flowmusic.errors"
@@ -45,14 +45,7 @@ end
 describe("every operation, for every answer", function()
   local sb, client
 
-  lazy_setup(function()
-    sb = sandbox.start()
-    client = h.client(sb, { retries = 0 })
-  end)
-  lazy_teardown(function()
-    if client then client:close() end
-    if sb then sb:stop() end
-  end)
+  fixture.sandbox({ client = { retries = 0 }, reset = false }, function(s, _, cl) sb, client = s, cl end)
 
   it("has arguments for every operation of the table", function()
     for _, name in ipairs(ops.names()) do

@@ -1,6 +1,6 @@
 -- client:batch against the sandbox with scripted faults: concurrency, order, retries that
 -- never double-apply, Retry-After, deadlines, progress and clean aborts.
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 local h = require "spec.helpers.client"
 
 local ACCOUNTS = "/v1/flowmusic/accounts"
@@ -8,15 +8,7 @@ local ACCOUNTS = "/v1/flowmusic/accounts"
 describe("client:batch", function()
   local sb, client
 
-  lazy_setup(function()
-    sb = sandbox.start {}
-    client = h.client(sb, { retries = 3, random = function() return 0 end })
-  end)
-  lazy_teardown(function()
-    if client then client:close() end
-    if sb then sb:stop() end
-  end)
-  before_each(function() sb:reset() end)
+  fixture.sandbox({ client = { retries = 3, random = function() return 0 end } }, function(s, _, cl) sb, client = s, cl end)
 
   local function elapsed(f)
     local core = require "flowmusic.core"

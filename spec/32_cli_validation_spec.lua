@@ -1,7 +1,7 @@
 -- The command line validates through the library (flowmusic.validate): emails, refresh
 -- tokens and maxJobs get the library's verdict and message; --timeout takes any positive
 -- decimal number, --retries an integer 0-20. Bad values are usage errors that send nothing.
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 local cli = require "spec.helpers.cli"
 local validate = require "flowmusic.validate"
 
@@ -12,15 +12,7 @@ local function contains(hay, needle) return hay:find(needle, 1, true) ~= nil end
 describe("flowmusic CLI validation", function()
   local sb, c
 
-  lazy_setup(function()
-    sb = sandbox.start { token = API_TOKEN }
-    c = cli.new { env = { USEAPI_TOKEN = API_TOKEN, FLOWMUSIC_BASE_URL = sb.base_url } }
-  end)
-  lazy_teardown(function()
-    if c then c:close() end
-    if sb then sb:stop() end
-  end)
-  before_each(function() sb:reset() end)
+  fixture.sandbox({ token = API_TOKEN, cli = true }, function(s, runner) sb, c = s, runner end)
 
   it("--timeout takes any positive decimal number", function()
     for _, t in ipairs({ ".5", "1e1", "2.", "+3", "0.25", "1E1" }) do

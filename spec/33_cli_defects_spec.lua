@@ -2,7 +2,7 @@
 -- sandbox: empty JSON Lines files, an add row whose email isn't the token's account, full
 -- precision in --csv/--json, RFC 4180 multi-line fields, clean error messages (no path
 -- twice, no source paths), and the "outcome unknown" note said once.
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 local cli = require "spec.helpers.cli"
 local cjson = require "cjson"
 
@@ -27,16 +27,7 @@ end
 describe("flowmusic CLI defects (issue 13)", function()
   local sb, c, dir
 
-  lazy_setup(function()
-    sb = sandbox.start { token = API_TOKEN }
-    c = cli.new { env = { USEAPI_TOKEN = API_TOKEN, FLOWMUSIC_BASE_URL = sb.base_url } }
-    dir = c.tmp
-  end)
-  lazy_teardown(function()
-    if c then c:close() end
-    if sb then sb:stop() end
-  end)
-  before_each(function() sb:reset() end)
+  fixture.sandbox({ token = API_TOKEN, cli = true }, function(s, runner) sb, c, dir = s, runner, runner.tmp end)
 
   it("an empty JSON Lines file is an input error (exit 2), like an empty CSV", function()
     for name, text in pairs({ ["empty.jsonl"] = "", ["comments.jsonl"] = "# nothing\n\n  \n",

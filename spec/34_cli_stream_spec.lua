@@ -1,7 +1,7 @@
 -- Streaming batch output: with --json/--csv every result row is written (and flushed) as
 -- soon as it and every earlier row are complete, so a run killed with SIGKILL leaves every
 -- completed row on stdout, in file order.
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 local cli = require "spec.helpers.cli"
 local cjson = require "cjson"
 local socket = require "socket"
@@ -21,15 +21,7 @@ end
 describe("flowmusic batch streaming output", function()
   local sb, c
 
-  lazy_setup(function()
-    sb = sandbox.start { token = API_TOKEN }
-    c = cli.new { env = { USEAPI_TOKEN = API_TOKEN, FLOWMUSIC_BASE_URL = sb.base_url } }
-  end)
-  lazy_teardown(function()
-    if c then c:close() end
-    if sb then sb:stop() end
-  end)
-  before_each(function() sb:reset() end)
+  fixture.sandbox({ token = API_TOKEN, cli = true }, function(s, runner) sb, c = s, runner end)
 
   -- 20 set-max-jobs rows (each POST slowed down by the sandbox), file order = seed order.
   local function slow_batch(name, ms)

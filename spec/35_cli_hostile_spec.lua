@@ -3,7 +3,7 @@
 -- bounded number of stderr lines, a secret handed over as a batch file is never echoed,
 -- control characters from the server are escaped for the terminal, and --json is always
 -- valid UTF-8.
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 local cli = require "spec.helpers.cli"
 local cjson = require "cjson"
 
@@ -20,16 +20,7 @@ end
 describe("flowmusic CLI under hostile input", function()
   local sb, c, dir
 
-  lazy_setup(function()
-    sb = sandbox.start { token = API_TOKEN }
-    c = cli.new { env = { USEAPI_TOKEN = API_TOKEN, FLOWMUSIC_BASE_URL = sb.base_url } }
-    dir = c.tmp
-  end)
-  lazy_teardown(function()
-    if c then c:close() end
-    if sb then sb:stop() end
-  end)
-  before_each(function() sb:reset() end)
+  fixture.sandbox({ token = API_TOKEN, cli = true }, function(s, runner) sb, c, dir = s, runner, runner.tmp end)
 
   -- Run in the background; a command that blocks is killed and reported.
   local function run_bounded(argv, opts)

@@ -3,7 +3,7 @@
 -- rows in flight when aborted are `interrupted`, rows never started `not_run`, the summary
 -- says so, and the exit status is 130 (SIGINT) or 143 (SIGTERM). A second Ctrl-C aborts at
 -- once. (SIGKILL keeps every completed row too: spec/34_cli_stream_spec.lua.)
-local sandbox = require "spec.helpers.sandbox"
+local fixture = require "spec.helpers.fixture"
 local cli = require "spec.helpers.cli"
 local cjson = require "cjson"
 local socket = require "socket"
@@ -15,15 +15,7 @@ local function contains(hay, needle) return hay:find(needle, 1, true) ~= nil end
 describe("flowmusic CLI interrupted by signals", function()
   local sb, c
 
-  lazy_setup(function()
-    sb = sandbox.start { token = API_TOKEN }
-    c = cli.new { env = { USEAPI_TOKEN = API_TOKEN, FLOWMUSIC_BASE_URL = sb.base_url } }
-  end)
-  lazy_teardown(function()
-    if c then c:close() end
-    if sb then sb:stop() end
-  end)
-  before_each(function() sb:reset() end)
+  fixture.sandbox({ token = API_TOKEN, cli = true }, function(s, runner) sb, c = s, runner end)
 
   -- 20 set-max-jobs rows; every POST takes 1 s at the sandbox (less than the 2 s grace: rows in
   -- flight at the first signal complete; a second signal comes 0.2 s later, well before that).
