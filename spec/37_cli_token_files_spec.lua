@@ -162,7 +162,15 @@ describe("flowmusic CLI: a token handed over by mistake is never echoed (issue 2
       refused(token, cli.q("--" .. token))
       refused(token, cli.q("--" .. token .. "=1"))
       refused(token, "accounts " .. cli.q(token))
+      -- the token itself where its file was meant: a missing file is named only when its
+      -- name could be one
+      refused(token, "accounts add --refresh-token-file " .. cli.q(token))
+      refused(token, "accounts list --token-file " .. cli.q(token))
+      refused(token, "batch " .. cli.q(token))
+      refused(token, "plan " .. cli.q(token))
     end
+    local _, err = refused("x", "accounts add --refresh-token-file " .. cli.q(dir .. "/nope/refresh.txt"))
+    assert.truthy(contains(err, "cannot read refresh token file '" .. dir .. "/nope/refresh.txt': no such file"), err)
   end)
 
   it("a token inside a saved plan (its version, a fingerprint, its base URL)", function()

@@ -194,6 +194,22 @@ function M.holds_secret(s, secrets)
   return false
 end
 
+--- A path that names no file, for a message: a token passed where its file was meant (a
+-- `--refresh-token-file` given the token itself) must not be echoed. It is named when every
+-- part between slashes could be a file name (at most 32 bytes of letters, digits and
+-- `._-+~@,=`), else its size. Paths of files that exist are not secrets: name them as they are.
+-- @param path the path
+-- @param secrets optional array of strings never to quote
+function M.quote_missing_path(path, secrets)
+  path = tostring(path)
+  local fine = path ~= "" and not M.holds_secret(path, secrets)
+  for part in path:gmatch("[^/]+") do
+    if #part > 32 or part:find("[^%w%._%-%+~@,=]") then fine = false end
+  end
+  if fine then return "'" .. path .. "'" end
+  return M.hidden(path)
+end
+
 --- What is said instead of a value that isn't shown: its size only.
 function M.hidden(s) return ("(a %d-byte value, not shown)"):format(#tostring(s)) end
 

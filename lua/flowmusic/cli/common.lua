@@ -188,7 +188,7 @@ function M.read_file(path, what, max)
     local kind = kinds[path]
     kinds[path] = nil -- asked again next time: the file may change
     if kind == "missing" then
-      return nil, ("cannot read %s '%s': no such file"):format(what, named(path))
+      return nil, ("cannot read %s %s: no such file"):format(what, validate.quote_missing_path(M.clean(path)))
     elseif kind ~= "file" then
       return nil, ("%s '%s' is %s, not a regular file"):format(what, named(path), KIND_WORDS[kind] or KIND_WORDS.other)
     end
