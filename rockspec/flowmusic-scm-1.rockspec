@@ -72,6 +72,7 @@ exit $s
       ["flowmusic"] = "lua/flowmusic/init.lua",
       ["flowmusic.fleet.fleetfile"] = "lua/flowmusic/fleet/fleetfile.lua",
       ["flowmusic.fleet.plan"] = "lua/flowmusic/fleet/plan.lua",
+      ["flowmusic.fleet.planfile"] = "lua/flowmusic/fleet/planfile.lua",
       ["flowmusic.ngx"] = "lua/flowmusic/ngx/init.lua",
       ["flowmusic.ngx.metrics"] = "lua/flowmusic/ngx/metrics.lua",
       ["flowmusic.ngx.report"] = "lua/flowmusic/ngx/report.lua",

@@ -33,6 +33,7 @@
 -- Failures of the world return `nil, err`; misuse raises.
 -- @module flowmusic.fleet.plan
 local validate = require "flowmusic.validate"
+local planfile = require "flowmusic.fleet.planfile"
 
 local M = {}
 
@@ -44,11 +45,6 @@ M.PROBLEMS = { missing = true, ["needs-reauth"] = true }
 M.ACTIONS = { "add", "reauth", "set-max-jobs", "delete", "missing", "needs-reauth", "ok" }
 local KNOWN_ACTION = {}
 for _, a in ipairs(M.ACTIONS) do KNOWN_ACTION[a] = true end
-
---- Format tag of a saved plan (`encode`/`decode`).
-M.FORMAT = "flowmusic-plan"
---- Version of the saved plan format.
-M.VERSION = 1
 
 -- Row -> function() returning the refresh token or nil, message. Private: a plan's tables
 -- never hold a token, and this table is reachable from nowhere but this file.
@@ -414,62 +410,13 @@ function M.converge(live, p)
   return diffs
 end
 
--- JSON text of a scalar (nil -> null) through the client's private cjson; slashes are
--- left unescaped so that paths read naturally (a "\\/" pair is always an escaped slash).
-local function jv(v)
-  if v == nil then return "null" end
-  return ((require("flowmusic.core").json_encode(v):gsub("\\/", "/")))
-end
-
-local ROW_KEYS = { "action", "email", "from_max_jobs", "to_max_jobs", "message", "line", "refresh_token_file" }
-local FACT_KEYS = { "exists", "max_jobs", "error" }
-
-local function object(keys, t)
-  local parts = {}
-  for i, k in ipairs(keys) do parts[i] = jv(k) .. ":" .. jv(t[k]) end
-  return "{" .. table.concat(parts, ",") .. "}"
-end
-
---- Encode a plan as JSON (one row per line, for review and diffs). Refresh tokens are never
--- written: rows that need one name their `refresh_token_file` (give absolute paths, or paths
--- that stay valid from where the plan will be applied).
+--- Encode a plan as JSON (see flowmusic.fleet.planfile): token file paths only.
 -- @param p plan
 -- @return text; or nil, message when a row's token has no file (it was given in memory)
-function M.encode(p)
-  local rows = {}
-  for i, r in ipairs(p.rows) do
-    if (r.action == "add" or r.action == "reauth") and not r.refresh_token_file then
-      return nil, ("cannot save the plan: the refresh token for %s was given in memory; a saved plan "
-        .. "refers to token files only"):format(r.email)
-    end
-    local saved = {}
-    for k, v in pairs(r) do saved[k] = v end
-    if r.action ~= "add" and r.action ~= "reauth" then saved.refresh_token_file = nil end
-    rows[i] = "  " .. object(ROW_KEYS, saved)
-  end
-  local fp = {}
-  for _, email in ipairs(sorted_keys(p.fingerprint or {})) do
-    fp[#fp + 1] = "  " .. jv(email) .. ":" .. object(FACT_KEYS, p.fingerprint[email])
-  end
-  return table.concat({
-    "{",
-    ('"format":%s,"version":%d,"base_url":%s,"prune":%s,'):format(jv(M.FORMAT), M.VERSION,
-      jv(p.base_url), p.prune and "true" or "false"),
-    '"rows":[', table.concat(rows, ",\n"), "],",
-    '"fingerprint":{', table.concat(fp, ",\n"), "}",
-    "}",
-  }, "\n") .. "\n"
-end
+M.encode = planfile.encode
 
---- True when text is a saved plan (a JSON object with `"format":"flowmusic-plan"`).
-function M.is_saved(text)
-  if type(text) ~= "string" or not text:match("^[\239\187\191]*%s*{") then return false end
-  local core = require "flowmusic.core"
-  local doc = core.json_decode((text:gsub("^\239\187\191", "")))
-  return type(doc) == "table" and doc.format == M.FORMAT
-end
-
-local function int_or_nil(v) return v == nil or (type(v) == "number" and v == math.floor(v)) end
+--- True when text is a saved plan.
+M.is_saved = planfile.is_saved
 
 --- Decode a saved plan. Rows that need a token get a source reading their file at apply time.
 -- @param text JSON from `encode`
@@ -477,46 +424,15 @@ local function int_or_nil(v) return v == nil or (type(v) == "number" and v == ma
 -- @return plan; or nil, message (not a plan, another version, malformed)
 function M.decode(text, opts)
   opts = opts or {}
-  local core = require "flowmusic.core"
-  local doc, err = core.json_decode((tostring(text):gsub("^\239\187\191", "")))
-  if type(doc) ~= "table" then return nil, "not a saved plan: " .. tostring(err or "not a JSON object") end
-  if doc.format ~= M.FORMAT then return nil, "not a saved plan (no \"format\":\"" .. M.FORMAT .. "\")" end
-  if doc.version ~= M.VERSION then
-    return nil, ("saved plan version %s is not supported (this is version %d)"):format(validate.quote(doc.version),
-      M.VERSION)
-  end
-  if type(doc.rows) ~= "table" or type(doc.fingerprint) ~= "table" then
-    return nil, "malformed saved plan: rows and fingerprint are required"
-  end
+  local saved, err = planfile.parse(text, KNOWN_ACTION, M.WRITES)
+  if not saved then return nil, err end
   local read_token = opts.read_token or default_reader
-  local rows, fingerprint = {}, {}
-  for i, r in ipairs(doc.rows) do
-    local bad
-    if type(r) ~= "table" or not KNOWN_ACTION[r.action] then bad = "unknown action"
-    elseif not validate.email(r.email) then bad = "bad email"
-    elseif not int_or_nil(r.from_max_jobs) or not int_or_nil(r.to_max_jobs) then bad = "bad maxJobs"
-    elseif r.action == "set-max-jobs" and not (r.to_max_jobs and validate.max_jobs(r.to_max_jobs)) then
-      bad = "set-max-jobs without a valid to_max_jobs"
-    elseif (r.action == "add" or r.action == "reauth") and type(r.refresh_token_file) ~= "string" then
-      bad = r.action .. " without refresh_token_file"
-    elseif M.WRITES[r.action] and type(doc.fingerprint[r.email]) ~= "table" then
-      bad = "no fingerprint for " .. tostring(r.email)
-    end
-    if bad then return nil, ("malformed saved plan: row %d: %s"):format(i, bad) end
-    local row = {}
-    for _, k in ipairs(ROW_KEYS) do row[k] = r[k] end
-    rows[i] = row
-    if r.action == "add" or r.action == "reauth" then
-      token_source[row] = source_of({ refresh_token_file = r.refresh_token_file }, read_token)
+  for _, row in ipairs(saved.rows) do
+    if row.action == "add" or row.action == "reauth" then
+      token_source[row] = source_of({ refresh_token_file = row.refresh_token_file }, read_token)
     end
   end
-  for email, f in pairs(doc.fingerprint) do
-    if type(f) ~= "table" or type(f.exists) ~= "boolean" or not int_or_nil(f.max_jobs) then
-      return nil, "malformed saved plan: fingerprint of " .. validate.quote(email)
-    end
-    fingerprint[email] = { exists = f.exists, max_jobs = f.max_jobs, error = f.error == true }
-  end
-  return new_plan(rows, fingerprint, doc.prune == true, type(doc.base_url) == "string" and doc.base_url or nil)
+  return new_plan(saved.rows, saved.fingerprint, saved.prune, saved.base_url)
 end
 
 return M
