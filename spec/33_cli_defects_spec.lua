@@ -131,7 +131,7 @@ describe("flowmusic CLI defects (issue 13)", function()
   it("an internal error prints one line without source paths or a stack trace", function()
     local script = [[
       package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-      package.loaded["flowmusic.cli.sandbox"] = { name = "sandbox", summary = "x",
+      package.loaded["flowmusic.cli.sandbox"] = { name = "sandbox",
         configure = function() end,
         run = function() local t = nil; return t.field end }
       os.exit(require("flowmusic.cli").main({ "sandbox" }))

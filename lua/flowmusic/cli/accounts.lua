@@ -220,7 +220,6 @@ end
 
 return {
   name = "accounts",
-  summary = "List, show, add, change or delete accounts (list|get|add|set-max-jobs|delete).",
   configure = function(cmd)
     cmd:description(DESCRIPTION)
     cmd:epilog(EPILOG)

@@ -13,7 +13,6 @@ local plancmd = require "flowmusic.cli.plan"
 
 local M = {
   name = "apply",
-  summary = "Make the live accounts match a fleet file or a saved plan.",
 }
 
 -- The result columns of `flowmusic batch`.

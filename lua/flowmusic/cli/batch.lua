@@ -356,7 +356,6 @@ end
 
 return {
   name = "batch",
-  summary = "Run many account operations from a CSV or JSON Lines file, concurrently.",
   configure = function(cmd)
     cmd:description(DESCRIPTION)
     cmd:epilog(EPILOG)

@@ -2,8 +2,8 @@
 --
 --     os.exit(require("flowmusic.cli").main(arg))
 --
--- Every command is a module `flowmusic.cli.<name>` returning
--- `{ name =, summary =, configure = function(cmd) end, run = function(args) return code end }`:
+-- Every command is a module `flowmusic.cli.<name>` (listed with its summary in COMMANDS)
+-- returning `{ name =, configure = function(cmd) end, run = function(args) return code end }`:
 -- `configure` declares its options, arguments and sub-commands on an argparse command object,
 -- `run` gets argparse's result table (option names with `_` for `-`) and returns the exit
 -- code. Usage errors (unknown options or commands, missing or malformed values) are reported
@@ -16,15 +16,17 @@ local validate = require "flowmusic.validate"
 
 local M = {}
 
---- Command modules, in the order `flowmusic --help` lists them (one line each).
+--- The commands, in the order `flowmusic --help` lists them, with their one-line summaries.
+-- Only the module of the command being run (`flowmusic.cli.<name>`) is loaded.
 M.COMMANDS = {
-  "accounts",
-  "usage",
-  "batch",
-  "status",
-  "plan",
-  "apply",
-  "sandbox",
+  { "accounts", "List, show, add, change or delete accounts (list|get|add|set-max-jobs|delete)." },
+  { "usage", "Usage report of one account or of all (--all): totals, per day, account, type, song." },
+  { "batch", "Run many account operations from a CSV or JSON Lines file, concurrently." },
+  { "status", "Health of every account (ok, needs_reauth, low_credits, unreachable);"
+    .. " exit status for cron; Prometheus textfile." },
+  { "plan", "Compare a fleet file with the live accounts and show what apply would do." },
+  { "apply", "Make the live accounts match a fleet file or a saved plan." },
+  { "sandbox", "Run the local sandbox of the accounts API (start|stop|status)." },
 }
 
 local DESCRIPTION = [[
@@ -86,9 +88,10 @@ local function version()
   return common.OK
 end
 
---- Build the parser.
--- @return parser, and a table command name -> command module
-function M.parser()
+--- Build the parser: every command is listed, only `wanted` (a command name, or nil) is
+-- configured, from its module.
+-- @return parser, and a table command name -> command module (the wanted one's)
+function M.parser(wanted)
   local parser = argparse("flowmusic"):description(DESCRIPTION)
     :epilog(EPILOG:format(defaults.base_url, defaults.timeout, defaults.max_retries, defaults.retries))
   parser:command_target("command")
@@ -96,12 +99,14 @@ function M.parser()
   parser:flag("--version", "Print the version of the flowmusic library and exit.")
     :action(function() stop { version = true } end)
   local modules = {}
-  for _, name in ipairs(M.COMMANDS) do
-    local mod = require("flowmusic.cli." .. name)
-    modules[mod.name] = mod
-    local cmd = parser:command(mod.name):summary(mod.summary)
+  for _, c in ipairs(M.COMMANDS) do
+    local cmd = parser:command(c[1]):summary(c[2])
     cmd:usage_max_width(88):help_max_width(88)
-    mod.configure(cmd)
+    if c[1] == wanted then
+      local mod = require("flowmusic.cli." .. c[1])
+      modules[c[1]] = mod
+      mod.configure(cmd)
+    end
   end
   local help = parser:command("help"):summary("Show the help of flowmusic or of one command.")
   help:argument("topic", "A command."):args("?"):argname("COMMAND")
@@ -168,12 +173,23 @@ function M.main(argv)
   return common.FAILED
 end
 
+-- The command a command line runs or asks help for: its first word that is not an option
+-- (the only options before it are --help and --version), or the topic of `help`.
+local function wanted_command(list)
+  for i, word in ipairs(list) do
+    if word:sub(1, 1) ~= "-" then
+      if word == "help" then return list[i + 1] end
+      return word
+    end
+  end
+end
+
 --- Parse argv and run the command (errors a command raises are reported as internal errors
 -- by main).
 function M.run(argv)
   local list = {}
   for i = 1, #(argv or {}) do list[i] = argv[i] end
-  local parser, modules = M.parser()
+  local parser, modules = M.parser(wanted_command(list))
   local ok, args = pcall(parser.parse, parser, list)
   if not ok then
     local s = args

@@ -10,7 +10,6 @@ local fleetfile = require "flowmusic.fleet.fleetfile"
 
 local M = {
   name = "plan",
-  summary = "Compare a fleet file with the live accounts and show what apply would do.",
 }
 
 --- Exit status of `plan --detailed-exitcode` when actions are pending.

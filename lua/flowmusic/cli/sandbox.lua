@@ -72,7 +72,6 @@ end
 
 return {
   name = "sandbox",
-  summary = "Run the local sandbox of the accounts API (start|stop|status).",
   configure = function(cmd)
     cmd:description(DESCRIPTION)
     cmd:epilog(EPILOG)

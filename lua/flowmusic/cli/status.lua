@@ -16,8 +16,6 @@ local prometheus = require "flowmusic.fleet.prometheus"
 
 local M = {
   name = "status",
-  summary = "Health of every account (ok, needs_reauth, low_credits, unreachable);"
-    .. " exit status for cron; Prometheus textfile.",
 }
 
 --- States that make the exit status 1 unless --fail-on says otherwise.

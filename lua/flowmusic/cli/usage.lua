@@ -55,7 +55,6 @@ end
 
 return {
   name = "usage",
-  summary = "Usage report of one account or of all (--all): totals, per day, account, type, song.",
   configure = function(cmd)
     cmd:description(DESCRIPTION)
     cmd:epilog(EPILOG)
