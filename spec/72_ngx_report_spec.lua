@@ -2,7 +2,7 @@
 -- comes from the background refresh (flowmusic.ngx.report) stored in a lua_shared_dict, so
 -- page views fetch no usage documents; its totals match the raw events.
 local openresty = require "spec.helpers.openresty"
-local output = require "flowmusic.cli.output"
+local format = require "flowmusic.format"
 
 local repo = openresty.repo_dir()
 local core_so = repo .. "/build51/flowmusic/core.so"
@@ -95,7 +95,7 @@ describe("GET /report in nginx #once", function()
         if ev.type == "producer-usage" or ev.type == "riffusion" then charged = charged + ev.amount end
       end
     end
-    assert.truthy(body:find("<b>" .. output.number(charged / 12) .. "</b>charged credits", 1, true))
+    assert.truthy(body:find("<b>" .. format.number(charged / 12) .. "</b>charged credits", 1, true))
 
     -- one refresh fetched each account once; 20 more page views fetch nothing
     local after_refresh = usage_calls() - #emails -- the spec's own fetches above
@@ -116,7 +116,7 @@ describe("GET /report in nginx #once", function()
     assert.truthy(b2:find("^nil cannot list the accounts: "), b2)
     status, body = srv:get("/report")
     assert.equal(200, status)
-    assert.truthy(body:find("<b>" .. output.number(charged / 12) .. "</b>charged credits", 1, true))
+    assert.truthy(body:find("<b>" .. format.number(charged / 12) .. "</b>charged credits", 1, true))
     assert.truthy(srv:error_log():find("flowmusic.ngx.report: refresh failed", 1, true))
     -- and one that works replaces it
     s2, b2 = srv:get("/t/refresh")

@@ -18,7 +18,7 @@ int fm_json_decode(lua_State *L, const char *text, size_t len, int null_index, s
 int fm_clock_open(lua_State *L);    /* core.now */
 int fm_codes_open(lua_State *L);    /* core.CURLE */
 int fm_headers_open(lua_State *L);  /* core.parse_headers */
-int fm_json_open(lua_State *L);     /* core.json_decode, core.json_encode, core.null */
+int fm_json_open(lua_State *L);     /* core.json_decode, core.null */
 int fm_session_open(lua_State *L);  /* core.session */
 int fm_signals_open(lua_State *L);  /* core.signals_catch, signals_caught, signals_release */
 

@@ -1,9 +1,9 @@
-/* json.c - the JSON bridge. Decoding is a single-pass, bounded decoder that builds Lua values
- * directly: API answers are small objects read on every call, and building them straight from
- * the text costs a fraction of decoding with lua-cjson and then normalising its floats and
- * nulls (the session decodes from its receive buffer). Encoding (request bodies only) goes
- * through a private lua-cjson instance (cjson.new()), so the host program's own
- * `require "cjson"` settings are never read nor changed; core.null is cjson.null.
+/* json.c - the JSON decoder: a single-pass, bounded decoder that builds Lua values directly.
+ * API answers are small objects read on every call, and building them straight from the text
+ * costs a fraction of decoding with lua-cjson and then normalising its floats and nulls (the
+ * session decodes from its receive buffer). Request bodies are written in Lua
+ * (flowmusic.format.json: exact numbers, the bytes of strings kept); core.null equals
+ * lua-cjson's cjson.null.
  *
  * What decoding gives: objects and arrays become tables, integral numbers become Lua integers
  * on 5.3+ (others, and every number on 5.1, floats), JSON null becomes nil or a caller-chosen
@@ -605,33 +605,11 @@ static int json_decode(lua_State *L) {
     return 3;
 }
 
-/** core.json_encode(value) -> text | nil, message */
-static int json_encode(lua_State *L) {
-    luaL_checkany(L, 1);
-    lua_settop(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushvalue(L, 1);
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
-    }
-    return 1;
-}
-
 int fm_json_open(lua_State *L) {
-    int instance;
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);                    /* module, cjson */
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);                    /* module, cjson, instance */
-    instance = lua_gettop(L);
-    lua_getfield(L, instance, "encode_max_depth");
-    lua_pushinteger(L, FM_JSON_MAX_DEPTH);
-    lua_call(L, 1, 0);
-    lua_getfield(L, instance, "null");
-    lua_setfield(L, -4, "null");          /* core.null: the sentinel for JSON null */
+    /* core.null, the sentinel for JSON null: the NULL light userdata, which is also what
+     * lua-cjson's cjson.null is, so the two compare equal */
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
     lua_pushlightuserdata(L, (void *)&name_cache_key);
     memset(lua_newuserdata(L, sizeof(name_cache)), 0, sizeof(name_cache));
     lua_rawset(L, LUA_REGISTRYINDEX);
@@ -639,10 +617,6 @@ int fm_json_open(lua_State *L) {
     lua_createtable(L, FM_NAME_SLOTS, 0);
     lua_rawset(L, LUA_REGISTRYINDEX);
     lua_pushcfunction(L, json_decode);
-    lua_setfield(L, -4, "json_decode");
-    lua_getfield(L, instance, "encode");  /* module, cjson, instance, encode */
-    lua_pushcclosure(L, json_encode, 1);
-    lua_setfield(L, -4, "json_encode");
-    lua_pop(L, 2);
+    lua_setfield(L, -2, "json_decode");
     return 0;
 }

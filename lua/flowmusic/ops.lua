@@ -25,7 +25,7 @@
 -- @module flowmusic.ops
 local validate = require "flowmusic.validate"
 local defaults = require "flowmusic.defaults"
-local core = require "flowmusic.core"
+local format = require "flowmusic.format"
 
 local M = {}
 
@@ -255,12 +255,8 @@ function M.prepare(name, args)
   end
   local req, msg = rec.build(args, opts)
   if not req then return nil, msg end
-  local body
-  if req.json then
-    local err
-    body, err = core.json_encode(req.json)
-    if not body then return nil, "cannot encode request body: " .. err end
-  end
+  -- (bytes kept: a refresh token goes out exactly as it was read)
+  local body = req.json and format.json(req.json, true)
   local method = req.method
   return {
     op = rec, name = name, method = method, path = req.path, body = body, secrets = req.secrets,

@@ -129,19 +129,25 @@ function M.query(t)
   return table.concat(keys, "&")
 end
 
---- A request body for JSON: refuses numbers that lua-cjson 2.1 would round (it writes 14
--- significant digits), so nothing is silently changed on the way out.
+--- A request body for JSON (flowmusic.format.json writes it, numbers exactly): values are
+-- strings, finite numbers, booleans, tables or flowmusic.null; keys strings or positive
+-- integers; at most 128 levels deep. Anything else is refused rather than changed on the way.
 function M.json_body(t, depth)
   depth = depth or 0
   if depth > 128 then return nil, "body is nested too deeply" end
   for k, v in pairs(t) do
-    local tv = type(v)
-    if tv == "number" and v == v and v ~= math.huge and v ~= -math.huge
-      and tonumber(("%.14g"):format(v)) ~= v then
-      return nil, "body number at key '" .. tostring(k) .. "' can't be sent exactly (more than 14 significant digits)"
+    local tk, tv = type(k), type(v)
+    if tk ~= "string" and not (tk == "number" and k >= 1 and k == math.floor(k)) then
+      return nil, "cannot encode a body key of type " .. tk
+    end
+    local where = tk == "string" and ("key '" .. k .. "'") or ("index " .. k)
+    if tv == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+      return nil, "cannot encode the body number at " .. where .. ": not finite"
     elseif tv == "table" then
       local ok, msg = M.json_body(v, depth + 1)
       if not ok then return nil, msg end
+    elseif tv ~= "string" and tv ~= "number" and tv ~= "boolean" and v ~= require("flowmusic.core").null then
+      return nil, "cannot encode the body value at " .. where .. " (a " .. tv .. ")"
     end
   end
   return t

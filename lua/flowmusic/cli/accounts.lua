@@ -5,6 +5,7 @@
 local common = require "flowmusic.cli.common"
 local validate = require "flowmusic.validate"
 local output = require "flowmusic.cli.output"
+local format = require "flowmusic.format"
 
 -- Fields written in --json / --csv (tokens, even redacted, are left out).
 local FIELDS = { "email", "tier", "subscription_plan", "provider", "maxJobs", "added", "refreshed_at",
@@ -51,7 +52,7 @@ local function show(acct, result)
   for _, l in ipairs(lines) do if #l[1] > w then w = #l[1] end end
   for _, l in ipairs(lines) do
     local v = l[2]
-    if type(v) == "number" then v = output.number(v) end
+    if type(v) == "number" then v = format.number(v) end
     io.stdout:write(l[1], ":", (" "):rep(w - #l[1] + 1), common.clean(tostring(v)), "\n")
   end
 end

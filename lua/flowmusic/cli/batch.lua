@@ -6,6 +6,7 @@ local common = require "flowmusic.cli.common"
 local defaults = require "flowmusic.defaults"
 local validate = require "flowmusic.validate"
 local output = require "flowmusic.cli.output"
+local format = require "flowmusic.format"
 local batchfile = require "flowmusic.cli.batchfile"
 local report = require "flowmusic.cli.usagereport"
 
@@ -173,10 +174,10 @@ local function describe_ok(p, r, out)
       else
         local parts = { tostring(v.tier or "?") }
         if type(v.credits_remaining) == "number" then
-          parts[#parts + 1] = output.number(v.credits_remaining) .. " credits left"
+          parts[#parts + 1] = format.number(v.credits_remaining) .. " credits left"
         end
         if type(v.tokens_remaining) == "number" then
-          parts[#parts + 1] = output.number(v.tokens_remaining) .. " tokens left"
+          parts[#parts + 1] = format.number(v.tokens_remaining) .. " tokens left"
         end
         out.message = table.concat(parts, ", ")
       end
@@ -186,7 +187,7 @@ local function describe_ok(p, r, out)
   else
     local t = report.summarize(v, p.email).total
     out.message = ("charged %s credits, received %s tokens, %d songs"):format(
-      output.number(t.charged_credits), output.number(t.received_tokens), t.songs)
+      format.number(t.charged_credits), format.number(t.received_tokens), t.songs)
   end
 end
 
@@ -203,8 +204,8 @@ local function run(opts)
   local text, rerr = common.read_file(path, "batch file", batchfile.MAX_BYTES)
   if not text then return common.usage_error("batch", rerr) end
   if opts.token_file then common.api_token(opts) end -- known before anything is quoted
-  local format = opts.format or batchfile.detect(path, text)
-  local rows, perr = batchfile.parse(text, format, common.secrets())
+  local file_format = opts.format or batchfile.detect(path, text)
+  local rows, perr = batchfile.parse(text, file_format, common.secrets())
   text = nil -- luacheck: ignore (let the collector have it)
   if not rows then
     return common.usage_error("batch", (path == "-" and "standard input" or path) .. ": " .. perr)

@@ -13,7 +13,7 @@ M.OK, M.FAILED, M.USAGE = 0, 1, 2
 M.SIGINT, M.SIGTERM = 130, 143
 
 --- Escape control characters (and bytes that aren't UTF-8) for a terminal: ESC -> `\27`.
-M.clean = output.escape
+M.clean = require("flowmusic.format").escape
 
 --- Write "flowmusic <cmd>: msg" to stderr (control characters escaped).
 function M.say(cmd, msg)

@@ -5,6 +5,7 @@
 -- @module flowmusic.cli.usage_all
 local common = require "flowmusic.cli.common"
 local output = require "flowmusic.cli.output"
+local format = require "flowmusic.format"
 local report = require "flowmusic.cli.usagereport"
 local fleet_usage = require "flowmusic.fleet.usage"
 local chart = require "flowmusic.report.chart"
@@ -135,9 +136,9 @@ local function human(agg, o)
   end
   for _, p in ipairs(range_text(o, agg)) do head[#head + 1] = p end
   out:write(common.clean(table.concat(head, ", ")), (" (%s)\n"):format(plural(t.events, "event row")))
-  out:write(("  charged:  %s credits (%s tokens)\n"):format(output.number(t.charged_credits),
-    output.number(t.charged_tokens)))
-  out:write(("  received: %s tokens\n"):format(output.number(t.received_tokens)))
+  out:write(("  charged:  %s credits (%s tokens)\n"):format(format.number(t.charged_credits),
+    format.number(t.charged_tokens)))
+  out:write(("  received: %s tokens\n"):format(format.number(t.received_tokens)))
   out:write(("  songs:    %d\n"):format(t.songs))
   local by = o.by
   if by == nil or by == "day" then
@@ -145,7 +146,7 @@ local function human(agg, o)
     out:write(#agg.days > 0 and output.render(DAY_COLUMNS, agg.days) or "  (no events)\n")
     if #agg.days > 0 and (o.chart or output.isatty(io.stdout)) then
       out:write("\nCharged credits per day:\n")
-      out:write(chart.render(agg.days, { value = "charged_credits", format = output.number }))
+      out:write(chart.render(agg.days, { value = "charged_credits", format = format.number }))
     end
   end
   if o.all and (by == nil or by == "account") then

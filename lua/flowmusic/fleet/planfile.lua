@@ -9,6 +9,7 @@
 -- flowmusic.fleet.plan gives the plans it reads their token sources.
 -- @module flowmusic.fleet.planfile
 local validate = require "flowmusic.validate"
+local format = require "flowmusic.format"
 
 local M = {}
 
@@ -24,11 +25,10 @@ local function sorted_keys(t)
   return keys
 end
 
--- JSON text of a scalar (nil -> null) through the client's private cjson; slashes are
--- left unescaped so that paths read naturally (a "\\/" pair is always an escaped slash).
+-- JSON text of a scalar (nil -> null), its bytes kept: paths must read back as they were.
 local function jv(v)
   if v == nil then return "null" end
-  return ((require("flowmusic.core").json_encode(v):gsub("\\/", "/")))
+  return format.json(v, true)
 end
 
 local ROW_KEYS = { "action", "email", "from_max_jobs", "to_max_jobs", "message", "line", "refresh_token_file" }

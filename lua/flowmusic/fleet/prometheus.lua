@@ -24,6 +24,7 @@
 -- No API token ever enters a metric: the records hold none.
 -- @module flowmusic.fleet.prometheus
 local status = require "flowmusic.fleet.status"
+local format = require "flowmusic.format"
 
 local M = {}
 
@@ -54,12 +55,7 @@ function M.number(v)
   if v ~= v then return "NaN" end
   if v == math.huge then return "+Inf" end
   if v == -math.huge then return "-Inf" end
-  if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then return ("%d"):format(v) end
-  for digits = 15, 17 do
-    local s = ("%." .. digits .. "g"):format(v)
-    if tonumber(s) == v then return s end
-  end
-  return ("%.17g"):format(v)
+  return format.exact(v)
 end
 
 --- A new metric family.

@@ -9,7 +9,7 @@
 -- that came from the API (emails, song titles, conversation ids, types, errors) is escaped.
 -- Pure Lua, no I/O: OpenResty can serve the same page.
 -- @module flowmusic.report.html
-local number = require("flowmusic.cli.output").number
+local number = require("flowmusic.format").number
 local usage = require "flowmusic.fleet.usage"
 
 local M = {}
