@@ -73,6 +73,7 @@ exit $s
       ["flowmusic.fleet.fleetfile"] = "lua/flowmusic/fleet/fleetfile.lua",
       ["flowmusic.fleet.plan"] = "lua/flowmusic/fleet/plan.lua",
       ["flowmusic.fleet.planfile"] = "lua/flowmusic/fleet/planfile.lua",
+      ["flowmusic.format"] = "lua/flowmusic/format.lua",
       ["flowmusic.ngx"] = "lua/flowmusic/ngx/init.lua",
       ["flowmusic.ngx.metrics"] = "lua/flowmusic/ngx/metrics.lua",
       ["flowmusic.ngx.report"] = "lua/flowmusic/ngx/report.lua",
