@@ -32,6 +32,10 @@ end
 --- Make an error value from a table of fields.
 function M.new(fields) return setmetatable(fields, Error) end
 
+--- An error's line without the `flowmusic: ` that tostring starts with, for reports and
+-- messages that name the program already; any other value as tostring gives it.
+function M.text(e) return (tostring(e):gsub("^flowmusic: ", "")) end
+
 --- True when v is a flowmusic error value.
 function M.is(v) return getmetatable(v) == Error end
 

@@ -129,6 +129,25 @@ function M.query(t)
   return table.concat(keys, "&")
 end
 
+--- maxJobs from a string (a file's field, a flag) or a number, by `max_jobs`'s rule.
+-- @param v the value
+-- @param what its name in the message (default "max_jobs")
+-- @param secrets optional array of strings never to quote
+-- @return the integer; or nil, message (quoting the value only as `quote` allows)
+function M.max_jobs_input(v, what, secrets)
+  local n = v
+  if type(v) == "string" then
+    n = v:match("^%s*[+-]?%d*%.?%d*%s*$") and tonumber(v) or 0 / 0
+  end
+  local ok, msg = M.max_jobs(n)
+  if ok == nil then
+    msg = msg:gsub("^max_jobs", what or "max_jobs")
+    if type(v) == "string" then msg = msg .. ", got " .. M.quote(v, secrets) end
+    return nil, msg
+  end
+  return ok
+end
+
 --- A request body for JSON (flowmusic.format.json writes it, numbers exactly): values are
 -- strings, finite numbers, booleans, tables or flowmusic.null; keys strings or positive
 -- integers; at most 128 levels deep. Anything else is refused rather than changed on the way.

@@ -4,6 +4,7 @@
 -- @module flowmusic.cli.accounts
 local common = require "flowmusic.cli.common"
 local validate = require "flowmusic.validate"
+local files = require "flowmusic.files"
 local output = require "flowmusic.cli.output"
 local format = require "flowmusic.format"
 
@@ -166,7 +167,7 @@ local function run(args)
     if not file or file == "" then
       return common.usage_error(name, "missing the refresh token: use --refresh-token-file FILE or - (standard input)")
     end
-    local token, terr = common.read_secret(file, "refresh token file")
+    local token, terr = files.read_secret(file, "refresh token file")
     if not token then return common.usage_error(name, terr) end
     local tok, verr = validate.refresh_token(token)
     if not tok then return common.usage_error(name, verr) end

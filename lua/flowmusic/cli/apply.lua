@@ -5,9 +5,10 @@
 -- converged. A saved plan whose accounts changed since it was made is refused.
 -- @module flowmusic.cli.apply
 local common = require "flowmusic.cli.common"
+local files = require "flowmusic.files"
 local defaults = require "flowmusic.defaults"
 local output = require "flowmusic.cli.output"
-local batchfile = require "flowmusic.cli.batchfile"
+local rowfile = require "flowmusic.rowfile"
 local fleet = require "flowmusic.fleet.plan"
 local plancmd = require "flowmusic.cli.plan"
 
@@ -123,7 +124,7 @@ function M.run(args)
   local mode = common.mode(args)
   if args.token_file then common.api_token(args) end -- known before anything is quoted
   local path = args.source
-  local text, rerr = common.read_file(path, "fleet file or plan", batchfile.MAX_BYTES)
+  local text, rerr = files.read_file(path, "fleet file or plan", rowfile.MAX_BYTES)
   if not text then return common.usage_error(M.name, rerr) end
   local saved = fleet.is_saved(text)
   local p, wanted

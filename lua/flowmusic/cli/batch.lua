@@ -5,9 +5,10 @@
 local common = require "flowmusic.cli.common"
 local defaults = require "flowmusic.defaults"
 local validate = require "flowmusic.validate"
+local files = require "flowmusic.files"
 local output = require "flowmusic.cli.output"
 local format = require "flowmusic.format"
-local batchfile = require "flowmusic.cli.batchfile"
+local rowfile = require "flowmusic.rowfile"
 local report = require "flowmusic.cli.usagereport"
 
 local DESCRIPTION = [[
@@ -95,7 +96,7 @@ local function plan_row(row, base_dir)
     p.error = "unknown op " .. output.show(op, common.secrets()) .. " (one of " .. OP_NAMES .. ")"
     return p
   end
-  for _, k in ipairs(batchfile.KEYS) do
+  for _, k in ipairs(rowfile.KEYS) do
     if k ~= "op" then
       if rule.need[k] and row[k] == nil then p.error = ("%s needs %s"):format(op, k) return p end
       if row[k] ~= nil and not rule.need[k] and not rule.allow[k] then
@@ -119,7 +120,7 @@ local function plan_row(row, base_dir)
       p.error = "refresh_token_file must name a file"
       return p
     end
-    local token, err = common.read_secret(file, "refresh token file")
+    local token, err = files.read_secret(file, "refresh token file")
     if not token then p.error = err return p end
     local ok, verr = validate.refresh_token(token)
     if not ok then p.error = ("refresh token file '%s': %s"):format(file, verr) return p end
@@ -201,11 +202,11 @@ local function run(opts)
   common.catch_signals()
   local mode = common.mode(opts)
   local path = opts.file
-  local text, rerr = common.read_file(path, "batch file", batchfile.MAX_BYTES)
+  local text, rerr = files.read_file(path, "batch file", rowfile.MAX_BYTES)
   if not text then return common.usage_error("batch", rerr) end
   if opts.token_file then common.api_token(opts) end -- known before anything is quoted
-  local file_format = opts.format or batchfile.detect(path, text)
-  local rows, perr = batchfile.parse(text, file_format, common.secrets())
+  local file_format = opts.format or rowfile.detect(path, text)
+  local rows, perr = rowfile.parse(text, file_format, common.secrets())
   text = nil -- luacheck: ignore (let the collector have it)
   if not rows then
     return common.usage_error("batch", (path == "-" and "standard input" or path) .. ": " .. perr)
@@ -223,7 +224,7 @@ local function run(opts)
       token_files[#token_files + 1] = token_path(row.refresh_token_file, base_dir)
     end
   end
-  common.prefetch_kinds(token_files)
+  files.prefetch_kinds(token_files)
   for i, row in ipairs(rows) do
     local p = plan_row(row, base_dir)
     p.file = row.refresh_token_file

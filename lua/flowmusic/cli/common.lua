@@ -4,6 +4,7 @@
 -- @module flowmusic.cli.common
 local output = require "flowmusic.cli.output"
 local validate = require "flowmusic.validate"
+local files = require "flowmusic.files"
 local defaults = require "flowmusic.defaults"
 
 local M = {}
@@ -62,20 +63,9 @@ function M.seconds(s, what)
   return ok
 end
 
---- maxJobs from a string or a number, judged by the library's rule (flowmusic.validate).
-function M.max_jobs(v, what)
-  local n = v
-  if type(v) == "string" then
-    n = v:match("^%s*[+-]?%d*%.?%d*%s*$") and tonumber(v) or 0 / 0
-  end
-  local ok, msg = validate.max_jobs(n)
-  if ok == nil then
-    msg = msg:gsub("^max_jobs", what or "max_jobs")
-    if type(v) == "string" then msg = msg .. ", got " .. quoted(v) end
-    return nil, msg
-  end
-  return ok
-end
+--- maxJobs from a string or a number (flowmusic.validate.max_jobs_input), never quoting a
+-- secret this process holds.
+function M.max_jobs(v, what) return validate.max_jobs_input(v, what, M.secrets()) end
 
 --- An account email, judged by the library's rule (flowmusic.validate).
 function M.email(v)
@@ -123,95 +113,6 @@ function M.mode(args)
   return args.json and "json" or args.csv and "csv" or "table"
 end
 
---- Largest token file (API token or refresh token), in bytes.
-M.SECRET_MAX = 64 * 1024
-
--- What each path is: "file", "directory", "fifo", "device", "socket", "missing" or "other",
--- asked of the shell once for many paths (stat without opening: opening a FIFO blocks).
-local KIND_SCRIPT = [[
-for p do
-  if [ -f "$p" ]; then echo file
-  elif [ -d "$p" ]; then echo directory
-  elif [ -p "$p" ]; then echo fifo
-  elif [ -c "$p" ] || [ -b "$p" ]; then echo device
-  elif [ -S "$p" ]; then echo socket
-  elif [ -e "$p" ]; then echo other
-  else echo missing; fi
-done]]
-local kinds = {}
-
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
---- Find out what kind of thing each path is (one shell for up to 200 paths), and remember
--- it for read_file.
-function M.prefetch_kinds(paths)
-  local todo = {}
-  for _, p in ipairs(paths) do
-    if p ~= "-" and kinds[p] == nil and not p:find("%z") then todo[#todo + 1] = p end
-  end
-  local i = 1
-  while i <= #todo do
-    local chunk = {}
-    for j = i, math.min(i + 199, #todo) do chunk[#chunk + 1] = shell_quote(todo[j]) end
-    local pipe = io.popen("sh -c " .. shell_quote(KIND_SCRIPT) .. " sh " .. table.concat(chunk, " ") .. " 2>/dev/null")
-    for j = i, i + #chunk - 1 do kinds[todo[j]] = pipe and pipe:read("*l") or "other" end
-    if pipe then pipe:close() end
-    i = i + #chunk
-  end
-end
-
-local KIND_WORDS = { directory = "a directory", fifo = "a FIFO (named pipe)", device = "a device",
-  socket = "a socket", other = "not a regular file" }
-
--- How a path is named in messages.
-local function named(path) return path == "-" and "(standard input)" or M.clean(path) end
-
---- A size in bytes for people: "16 MiB", "64 KiB", "100 bytes".
-function M.size(n)
-  if n >= 1048576 and n % 1048576 == 0 then return ("%d MiB"):format(n / 1048576) end
-  if n >= 1024 and n % 1024 == 0 then return ("%d KiB"):format(n / 1024) end
-  return ("%d bytes"):format(n)
-end
-
---- Read a whole regular file ("-" = standard input) of at most max bytes, or nil, message.
--- FIFOs, devices and directories are refused before they are opened. The content is never
--- echoed.
--- @param path the file name, or "-"
--- @param what how the file is called in messages ("batch file", "token file", ...)
--- @param max the largest size accepted, in bytes
-function M.read_file(path, what, max)
-  local f, err
-  if path == "-" then
-    f = io.stdin
-  else
-    if kinds[path] == nil then M.prefetch_kinds({ path }) end
-    local kind = kinds[path]
-    kinds[path] = nil -- asked again next time: the file may change
-    if kind == "missing" then
-      return nil, ("cannot read %s %s: no such file"):format(what, validate.quote_missing_path(M.clean(path)))
-    elseif kind ~= "file" then
-      return nil, ("%s '%s' is %s, not a regular file"):format(what, named(path), KIND_WORDS[kind] or KIND_WORDS.other)
-    end
-    f, err = io.open(path, "rb")
-    if not f then
-      -- io.open says "PATH: reason": keep the reason only.
-      local reason = tostring(err or "?")
-      if reason:sub(1, #path + 2) == path .. ": " then reason = reason:sub(#path + 3) end
-      return nil, ("cannot read %s '%s': %s"):format(what, named(path), M.clean(reason))
-    end
-  end
-  local data, rerr = f:read(max + 1)
-  if path ~= "-" then f:close() end
-  if data == nil and rerr then
-    return nil, ("cannot read %s '%s': %s"):format(what, named(path), M.clean(tostring(rerr)))
-  end
-  data = data or ""
-  if #data > max then
-    return nil, ("%s '%s' is larger than %s"):format(what, named(path), M.size(max))
-  end
-  return data
-end
-
 -- API tokens read from --token-file: never quoted in a message.
 local held = {}
 
@@ -232,22 +133,6 @@ function M.redact(v)
   return v
 end
 
---- Read a secret (API token or refresh token) from a file or "-": at most 64 KiB, trailing
--- whitespace and newlines trimmed; empty files are refused. Returns the secret or nil,
--- message (which never holds any of the file's content).
-function M.read_secret(path, what)
-  local data, err = M.read_file(path, what, M.SECRET_MAX)
-  if not data then return nil, err end
-  data = data:gsub("^\239\187\191", ""):gsub("[%s]+$", "")
-  if data == "" then
-    return nil, ("%s '%s' is empty"):format(what, named(path))
-  end
-  if data:find("[\r\n]") then
-    return nil, ("%s '%s' must hold a single line"):format(what, named(path))
-  end
-  return data
-end
-
 local api_tokens = {} -- token file -> its token (read once)
 
 --- The API token from --token-file (read once, then remembered as a secret never to quote),
@@ -257,7 +142,7 @@ function M.api_token(args)
     local tok = api_tokens[args.token_file]
     if tok then return tok end
     local err
-    tok, err = M.read_secret(args.token_file, "token file")
+    tok, err = files.read_secret(args.token_file, "token file")
     if not tok then return nil, err end
     api_tokens[args.token_file] = tok
     held[#held + 1] = tok
@@ -353,7 +238,7 @@ end
 --- A one-line message for a failed result (the error value's tostring, never a secret).
 function M.error_message(r)
   if r.err == nil then return "failed" end
-  local s = tostring(r.err):gsub("^flowmusic: ", "")
+  local s = require("flowmusic.errors").text(r.err) -- (the library loads only once a command runs)
   -- The library already says so in err.message; add the note only where it didn't.
   if type(r.err) == "table" and r.err.outcome_unknown and not s:find("outcome unknown", 1, true) then
     s = s .. " (outcome unknown: the request may have been applied; check 'flowmusic accounts list')"

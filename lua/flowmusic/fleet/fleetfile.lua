@@ -2,7 +2,7 @@
 --
 -- CSV with the header `email,max_jobs,refresh_token_file` (columns in any order, optional
 -- ones may be left out) or JSON Lines with the same keys. They are read by the batch file
--- reader (`flowmusic.cli.batchfile`), with the same line-numbered errors. `email` is
+-- reader (`flowmusic.rowfile`), with the same line-numbered errors. `email` is
 -- required; an empty `max_jobs` leaves maxJobs alone; `refresh_token_file` is relative to
 -- the fleet file's directory and is read only when the account must be added or
 -- re-authenticated. A duplicate email is an input error, and so is an empty file (with
@@ -11,16 +11,17 @@
 --     local fleetfile = require "flowmusic.fleet.fleetfile"
 --     local wanted, err = fleetfile.read("fleet.csv")   -- for flowmusic.fleet.plan
 -- @module flowmusic.fleet.fleetfile
-local batchfile = require "flowmusic.cli.batchfile"
+local rowfile = require "flowmusic.rowfile"
 local validate = require "flowmusic.validate"
+local files = require "flowmusic.files"
 
 local M = {}
 
 --- The keys of a fleet file row.
 M.KEYS = { "email", "max_jobs", "refresh_token_file" }
-local SCHEMA = batchfile.schema(M.KEYS, "email", "fleet file")
+local SCHEMA = rowfile.schema(M.KEYS, "email", "fleet file")
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local shell_quote = files.shell_quote
 
 -- The current directory (for making token paths absolute, so saved plans work from anywhere).
 local cwd
@@ -53,7 +54,7 @@ function M.parse(text, opts)
   opts = opts or {}
   local name = opts.name or "fleet file"
   local base = opts.base_dir or "."
-  local rows, err = batchfile.parse(text, opts.format or batchfile.detect(opts.name, text), opts.secrets, SCHEMA)
+  local rows, err = rowfile.parse(text, opts.format or rowfile.detect(opts.name, text), opts.secrets, SCHEMA)
   if not rows then return nil, name .. ": " .. err end
   local wanted, errs, first_line = {}, {}, {}
   for _, row in ipairs(rows) do
@@ -68,7 +69,7 @@ function M.parse(text, opts)
     end
     local entry = { line = row.line, email = row.email }
     if not bad and row.max_jobs ~= nil then
-      local n, msg = require("flowmusic.cli.common").max_jobs(row.max_jobs)
+      local n, msg = validate.max_jobs_input(row.max_jobs, nil, opts.secrets)
       if n then entry.max_jobs = n else bad = msg end
     end
     if not bad and row.refresh_token_file ~= nil then
@@ -104,7 +105,7 @@ function M.read(path, opts)
   local text = opts.text
   if text == nil then
     local err
-    text, err = require("flowmusic.cli.common").read_file(path, "fleet file", batchfile.MAX_BYTES)
+    text, err = files.read_file(path, "fleet file", rowfile.MAX_BYTES)
     if not text then return nil, err end
   end
   return M.parse(text, { name = path == "-" and "(stdin)" or path, format = opts.format, secrets = opts.secrets,
@@ -142,8 +143,7 @@ end
 -- @param on_warning optional function(message); default: a line on stderr
 -- @return token; or nil, message
 function M.read_token(path, on_warning)
-  local common = require "flowmusic.cli.common"
-  local token, err = common.read_secret(path, "refresh token file")
+  local token, err = files.read_secret(path, "refresh token file")
   if not token then return nil, err end
   if not warned[path] then
     warned[path] = true

@@ -19,6 +19,8 @@
 --   `min_tokens` (an unknown value is never "low");
 -- * `ok`.
 -- @module flowmusic.fleet.status
+local errors = require "flowmusic.errors"
+
 local M = {}
 
 --- The states, in summary order.
@@ -99,7 +101,7 @@ local function record_of(email, listed, r, opts)
     rec.state = "needs_reauth"
   elseif not (r and r.ok) then
     local err = r and r.err
-    rec.error = err and (tostring(err):gsub("^flowmusic: ", "")) or "no result"
+    rec.error = err and errors.text(err) or "no result"
     rec.status = r and r.status
     rec.state = (type(err) == "table" and err.status == M.NEEDS_REAUTH_STATUS) and "needs_reauth"
       or "unreachable"

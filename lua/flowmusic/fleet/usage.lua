@@ -11,6 +11,7 @@
 -- number is recomputed from the events the reducer keeps (those whose `event_at` UTC day is
 -- inside the range), so a range never mixes with the service's whole-history summary.
 -- @module flowmusic.fleet.usage
+local errors = require "flowmusic.errors"
 local validate = require "flowmusic.validate"
 
 local M = {}
@@ -162,7 +163,7 @@ end
 -- @param err the error (a flowmusic error value or a message); kept as its one-line string
 function Reducer:fail(email, err)
   local a = account(self, email)
-  a.error = err == nil and "failed" or tostring(err):gsub("^flowmusic: ", "")
+  a.error = err == nil and "failed" or errors.text(err)
 end
 
 local function by_key(a, b) return a.key < b.key end

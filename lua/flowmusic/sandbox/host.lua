@@ -6,10 +6,8 @@ local socket = require "socket"
 
 local M = {}
 
---- Quote a string for /bin/sh.
-function M.shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+--- Quote a string for /bin/sh (flowmusic.files holds the rule).
+M.shell_quote = require("flowmusic.files").shell_quote
 
 --- Run a shell command; true when it exited with status 0 (Lua 5.1 and 5.2+ conventions).
 function M.run(cmd)

@@ -1,6 +1,7 @@
---- Batch files of the flowmusic command line: CSV (header row
--- `op,email,max_jobs,refresh_token_file`, columns in any order, optional ones may be left
--- out) or JSON Lines (one object per line with the same keys). One operation per record;
+--- Files of rows: the batch files of `flowmusic batch` and the fleet files of plan/apply
+-- (flowmusic.fleet.fleetfile). CSV (a header row such as `op,email,max_jobs,refresh_token_file`,
+-- columns in any order, optional ones may be left out) or JSON Lines (one object per line
+-- with the same keys). One operation per record;
 -- blank lines and lines starting with `#` are ignored. CSV follows RFC 4180: a quoted field
 -- may hold commas, doubled quotes and line breaks (a record then spans several lines and
 -- carries the number of the line it starts on).
@@ -9,7 +10,7 @@
 -- record) at most `MAX_LINE` bytes. Nothing from the file is quoted in a message unless it
 -- could be a column name (see `flowmusic.validate.quote`), so a secret handed over by mistake
 -- is never echoed.
--- @module flowmusic.cli.batchfile
+-- @module flowmusic.rowfile
 local M = {}
 
 --- The keys a row may carry.
