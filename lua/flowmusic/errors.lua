@@ -96,7 +96,7 @@ end
 
 --- Scrub secrets from server text, then shorten it: in that order, so no piece of a secret
 -- survives at the cut. Control characters become spaces.
-function M.clean_text(s, secrets)
+local function clean_text(s, secrets)
   s = M.scrub(s, secrets):gsub("[%z\1-\31\127]+", " ")
   if #s > MESSAGE_MAX then
     s = s:sub(1, MESSAGE_MAX):gsub("[\128-\191]*$", ""):gsub("[\192-\255]$", "") .. "..."
@@ -186,7 +186,7 @@ function M.from_status(c, doc, call, secrets, json_text)
   end
   local kind = (status >= 300 and status < 400) and "redirect" or "http"
   return M.new {
-    kind = kind, reason = kind, status = status, message = M.clean_text(message, secrets),
+    kind = kind, reason = kind, status = status, message = clean_text(message, secrets),
     retry_after = M.parse_retry_after(c.headers["retry-after"]),
     reached = true, method = call.method, path = call.path,
   }

@@ -102,12 +102,6 @@ local function csv_record(text, line, pos, n)
   end
 end
 
---- Split one CSV line into fields, or nil, message (a quoted field must end on the line).
-function M.csv_line(s)
-  local fields, err = csv_record("", s, 1, 1)
-  return fields, err
-end
-
 local function strip_bom(text) return (text:gsub("^\239\187\191", "")) end
 
 --- Guess the format: "jsonl" for .jsonl/.ndjson/.json names or a first line starting with

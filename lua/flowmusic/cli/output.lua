@@ -39,14 +39,14 @@ M.hidden = validate.hidden
 --- One JSON object with keys in the given order (absent values are written as null).
 -- @param columns array of { key = name, ... }
 -- @param row table
-function M.json_row(columns, row)
+local function json_row(columns, row)
   local parts = {}
   for i, c in ipairs(columns) do parts[i] = '"' .. c.key .. '":' .. format.json(row[c.key]) end
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
 --- One CSV field (RFC 4180 quoting when needed).
-function M.csv_field(v)
+local function csv_field(v)
   if v == nil or type(v) == "userdata" then return "" end
   if type(v) == "number" then v = format.exact(v) or "" end
   if type(v) == "table" then v = format.json(v) end
@@ -80,16 +80,16 @@ function M.writer(mode, columns, out)
   local header_done = false
   function w.add(_, row)
     if mode == "json" then
-      out:write(M.json_row(columns, row), "\n")
+      out:write(json_row(columns, row), "\n")
     elseif mode == "csv" then
       if not header_done then
         local h = {}
-        for i, c in ipairs(columns) do h[i] = M.csv_field(c.key) end
+        for i, c in ipairs(columns) do h[i] = csv_field(c.key) end
         out:write(table.concat(h, ","), "\n")
         header_done = true
       end
       local f = {}
-      for i, c in ipairs(columns) do f[i] = M.csv_field(row[c.key]) end
+      for i, c in ipairs(columns) do f[i] = csv_field(row[c.key]) end
       out:write(table.concat(f, ","), "\n")
     else
       w.rows[#w.rows + 1] = row
@@ -99,7 +99,7 @@ function M.writer(mode, columns, out)
   function w.finish()
     if mode == "csv" and not header_done then
       local h = {}
-      for i, c in ipairs(columns) do h[i] = M.csv_field(c.key) end
+      for i, c in ipairs(columns) do h[i] = csv_field(c.key) end
       out:write(table.concat(h, ","), "\n")
       header_done = true
     end

@@ -39,7 +39,7 @@ function M.line(r)
 end
 
 --- The summary line: `Plan: 1 to add, 1 to re-authenticate, 2 to change, 0 to delete; 1 problem.`
-function M.plan_line(c)
+local function plan_line(c)
   return ("Plan: %d to add, %d to re-authenticate, %d to change, %d to delete; %d problem%s."):format(
     c.add, c.reauth, c["set-max-jobs"], c.delete, c.problems, c.problems == 1 and "" or "s")
 end
@@ -52,14 +52,14 @@ function M.show(p, mode, out)
     local w = output.writer(mode, M.COLUMNS, out)
     for _, r in ipairs(p.rows) do w:add(r) end
     w:finish()
-    io.stderr:write(M.plan_line(c), "\n")
+    io.stderr:write(plan_line(c), "\n")
   else
     out = out or io.stdout
     for _, r in ipairs(p.rows) do
       local l = M.line(r)
       if l then out:write(l, "\n") end
     end
-    out:write(M.plan_line(c), "\n")
+    out:write(plan_line(c), "\n")
   end
   return c
 end

@@ -20,7 +20,7 @@ local M = {
 }
 
 --- States that make the exit status 1 unless --fail-on says otherwise.
-M.DEFAULT_FAIL_ON = "needs_reauth,unreachable"
+local DEFAULT_FAIL_ON = "needs_reauth,unreachable"
 
 local STATE_NAMES = table.concat(status.STATES, ", ")
 
@@ -84,7 +84,7 @@ function M.minimum(v, what)
 end
 
 --- The set of states named by a --fail-on value (`{ state = true }`), or nil, message.
-function M.fail_on(v)
+local function parse_fail_on(v)
   local set = {}
   for name in (tostring(v) .. ","):gmatch("([^,]*),") do
     name = name:match("^%s*(.-)%s*$")
@@ -106,7 +106,7 @@ function M.configure(cmd)
     :argname("N"):overwrite(false):convert(common.converter(M.minimum, "--min-tokens"))
   cmd:option("--fail-on", "Comma list of states that make the exit status 1 (states: "
     .. STATE_NAMES .. ").")
-    :argname("STATES"):default(M.DEFAULT_FAIL_ON):overwrite(false):convert(M.fail_on)
+    :argname("STATES"):default(DEFAULT_FAIL_ON):overwrite(false):convert(parse_fail_on)
   cmd:option("--concurrency", ("Live calls in flight at once, 1-%d."):format(defaults.max_concurrency))
     :argname("N"):default(tostring(defaults.cli_concurrency)):overwrite(false)
     :convert(common.converter(common.integer, 1, defaults.max_concurrency, "--concurrency"))
@@ -142,7 +142,7 @@ function M.run(args)
   common.catch_signals()
   local mode = common.mode(args)
   local fail_on = args.fail_on
-  if type(fail_on) ~= "table" then fail_on = assert(M.fail_on(fail_on or M.DEFAULT_FAIL_ON)) end
+  if type(fail_on) ~= "table" then fail_on = assert(parse_fail_on(fail_on or DEFAULT_FAIL_ON)) end
   local client, cerr = common.client(args)
   if not client then return common.usage_error("status", cerr) end
 

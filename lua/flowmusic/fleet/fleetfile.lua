@@ -126,7 +126,7 @@ function M.mode(path)
 end
 
 --- The warning for a token file readable by group or others, or nil.
-function M.loose_mode_warning(path)
+local function loose_mode_warning(path)
   local m = M.mode(path)
   if not m then return nil end
   local bits = tonumber(m, 8)
@@ -147,7 +147,7 @@ function M.read_token(path, on_warning)
   if not token then return nil, err end
   if not warned[path] then
     warned[path] = true
-    local w = M.loose_mode_warning(path)
+    local w = loose_mode_warning(path)
     if w then
       if on_warning then on_warning(w) else io.stderr:write("flowmusic: warning: ", w, "\n") end
     end

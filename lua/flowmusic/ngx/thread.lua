@@ -75,16 +75,4 @@ function M.run(cfg, calls, opts)
   return results, events
 end
 
---- Close every cached session of this VM (for tests; the VM normally lives as long as the
--- nginx worker). @return the number closed
-function M.close_all()
-  local n = 0
-  for _, s in pairs(sessions) do s:close() n = n + 1 end
-  sessions, session_count = {}, 0
-  return n
-end
-
---- Number of cached sessions in this VM (for tests).
-function M.session_count() return session_count end
-
 return M
