@@ -1,4 +1,5 @@
-/* clock.c - the monotonic clock: elapsed times, deadlines and retry schedules. */
+/* clock.c - the clocks: the monotonic one for elapsed times, deadlines and retry schedules;
+ * the wall clock, to the millisecond, for times a server names (a 429's retryAfter). */
 #include <time.h>
 
 #include "compat.h"
@@ -17,9 +18,18 @@ static int clock_now(lua_State *L) {
     return 1;
 }
 
+/** core.wall_time() -> seconds since the Unix epoch, with their fraction (os.time has none). */
+static int clock_wall_time(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    return 1;
+}
+
 int fm_clock_open(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"now", clock_now},
+        {"wall_time", clock_wall_time},
         {NULL, NULL},
     };
     fm_setfuncs(L, functions, 0);

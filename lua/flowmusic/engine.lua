@@ -229,7 +229,8 @@ local function complete(run, c, now)
   local class = retry.class_of(err)
   local policy = run.cfg
   if call.retries then policy = setmetatable({ retries = call.retries }, { __index = policy }) end
-  local again, delay, why = retry.decide(call, class, err.reached, err.status, c.headers, r.attempts, policy)
+  local again, delay, why = retry.decide(call, class, err.reached, err.status, c.headers, r.attempts, policy,
+    err.retry_after)
   if again and now + delay >= r.deadline then again, err.deadline_exceeded = false, true end
   if again then
     event(run, r, call, outcome_of_kind[err.kind] or err.kind, err.status, delay)

@@ -166,6 +166,30 @@ local function server_text(doc)
   if type(doc.error) == "table" and type(doc.error.message) == "string" then return doc.error.message end
 end
 
+--- Seconds from now until an ISO 8601 UTC time (`2026-12-06T19:30:05.123Z`, `...+00:00`,
+-- with or without a fraction), 0 for a past one; nil for anything else. useapi puts the end
+-- of a 429's wait in the body as `retryAfter`.
+-- @param value the time
+-- @param now current Unix time in seconds (defaults to core.wall_time(), to the millisecond)
+function M.parse_iso_time(value, now)
+  if type(value) ~= "string" then return nil end
+  local y, mo, d, hh, mm, ss, frac, zone =
+    value:match("^%s*(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)(%.?%d*)(.-)%s*$")
+  local utc = zone == "Z" or zone == "z" or zone == "+00:00" or zone == "-00:00" or zone == "+0000"
+  if not y or not utc then return nil end
+  if frac ~= "" and not frac:match("^%.%d+$") then return nil end
+  mo, d, hh, mm, ss = tonumber(mo), tonumber(d), tonumber(hh), tonumber(mm), tonumber(ss)
+  if mo < 1 or mo > 12 or d < 1 or d > 31 or hh > 23 or mm > 59 or ss > 60 then return nil end
+  local t = days_from_civil(tonumber(y), mo, d) * 86400 + hh * 3600 + mm * 60 + ss + (tonumber("0" .. frac) or 0)
+  local delta = t - (now or core.wall_time())
+  return delta > 0 and delta or 0
+end
+
+-- The finer cause of the vendor's own statuses: 402 the subscription expired or has no
+-- credits, 412 not enough credits (useapi's other APIs), 596 the account is in error state
+-- (its refresh token was rejected). None of them is retried.
+local reason_of_status = { [402] = "payment_required", [412] = "insufficient_credits", [596] = "account_error" }
+
 --- The error for an HTTP answer the operation does not accept.
 -- @param c completion (with parsed `headers`)
 -- @param doc its decoded body (any JSON value) or nil when it was not JSON
@@ -185,9 +209,13 @@ function M.from_status(c, doc, call, secrets, json_text)
     end
   end
   local kind = (status >= 300 and status < 400) and "redirect" or "http"
+  local retry_after = M.parse_retry_after(c.headers["retry-after"])
+  if retry_after == nil and status == 429 and type(doc) == "table" then
+    retry_after = M.parse_iso_time(doc.retryAfter) -- useapi's own way, when no header says it
+  end
   return M.new {
-    kind = kind, reason = kind, status = status, message = clean_text(message, secrets),
-    retry_after = M.parse_retry_after(c.headers["retry-after"]),
+    kind = kind, reason = reason_of_status[status] or kind, status = status, message = clean_text(message, secrets),
+    retry_after = retry_after,
     reached = true, method = call.method, path = call.path,
   }
 end

@@ -44,10 +44,12 @@ end
 -- @param attempt number of attempts made so far (1 after the first)
 -- @param cfg table: retries, base_delay, max_delay, retry_after_max, random (function
 --   returning [0,1)); missing ones take flowmusic.defaults
+-- @param body_retry_after optional: seconds the answer's body asked to wait (useapi's
+--   `retryAfter` on a 429), used when the headers say nothing
 -- @return retry (boolean), delay (seconds, when retrying), why (string: "not_sent",
 --   "network", "timeout", "rate_limited", "transient_status"; or when not retrying
 --   "not_retryable", "outcome_unknown", "retries_exhausted", "retry_after_too_long")
-function M.decide(call, class, reached, status, headers, attempt, cfg)
+function M.decide(call, class, reached, status, headers, attempt, cfg, body_retry_after)
   cfg = cfg or defaults
   local safe = call.resend
   local ok, why
@@ -67,7 +69,7 @@ function M.decide(call, class, reached, status, headers, attempt, cfg)
   end
   if not ok then return false, nil, why end
   if attempt > (cfg.retries or defaults.retries) then return false, nil, "retries_exhausted" end
-  local retry_after = headers and errors.parse_retry_after(headers["retry-after"])
+  local retry_after = headers and errors.parse_retry_after(headers["retry-after"]) or body_retry_after
   if retry_after then
     if retry_after > (cfg.retry_after_max or defaults.retry_after_max) then
       return false, nil, "retry_after_too_long"

@@ -235,10 +235,32 @@ function M.call(client, args, call)
   return r
 end
 
+-- What to do about the vendor's own failures, by the error's reason (one line each).
+local HINTS = {
+  payment_required = "the useapi.net subscription has expired or has no credits left: renew it or add "
+    .. "credits at useapi.net",
+  insufficient_credits = "not enough credits for this request: add credits to the useapi.net subscription",
+  account_error = "the account is in error state (its refresh token was rejected): re-add it with a fresh "
+    .. "refresh token ('flowmusic accounts add' or a fleet file with apply)",
+}
+
+--- The one-line hint for an error value (what to do), or nil.
+function M.hint(err)
+  return type(err) == "table" and HINTS[err.reason] or nil
+end
+
+--- An error value's line (never a secret), with its hint when it has one.
+function M.describe(err)
+  local s = require("flowmusic.errors").text(err) -- (the library loads only once a command runs)
+  local hint = M.hint(err)
+  if hint then s = s .. "; hint: " .. hint end
+  return s
+end
+
 --- A one-line message for a failed result (the error value's tostring, never a secret).
 function M.error_message(r)
   if r.err == nil then return "failed" end
-  local s = require("flowmusic.errors").text(r.err) -- (the library loads only once a command runs)
+  local s = M.describe(r.err)
   -- The library already says so in err.message; add the note only where it didn't.
   if type(r.err) == "table" and r.err.outcome_unknown and not s:find("outcome unknown", 1, true) then
     s = s .. " (outcome unknown: the request may have been applied; check 'flowmusic accounts list')"

@@ -8,7 +8,6 @@
 -- --fail-on (default needs_reauth,unreachable); 1 some account is, or the list call failed,
 -- or FILE could not be written; 2 usage error; 130/143 interrupted by SIGINT/SIGTERM.
 -- @module flowmusic.cli.status
-local errors = require "flowmusic.errors"
 local common = require "flowmusic.cli.common"
 local output = require "flowmusic.cli.output"
 local defaults = require "flowmusic.defaults"
@@ -157,7 +156,7 @@ function M.run(args)
     on_result = on_result })
   client:close()
   if not records then
-    common.say("status", "cannot list the accounts: " .. errors.text(summary))
+    common.say("status", "cannot list the accounts: " .. common.describe(summary))
     write_textfile(args.prometheus, nil)
     return common.FAILED
   end

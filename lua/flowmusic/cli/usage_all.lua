@@ -3,7 +3,6 @@
 -- per day on a terminal or with --chart), JSON Lines or CSV, and optionally written as an HTML
 -- report. The command module parses the arguments and calls M.run with plain options.
 -- @module flowmusic.cli.usage_all
-local errors = require "flowmusic.errors"
 local common = require "flowmusic.cli.common"
 local output = require "flowmusic.cli.output"
 local format = require "flowmusic.format"
@@ -212,7 +211,7 @@ local function collect(client, o)
   })
   bar:finish()
   if not agg then
-    common.say("usage", "cannot list the accounts: " .. errors.text(err))
+    common.say("usage", "cannot list the accounts: " .. common.describe(err))
     return nil, common.FAILED
   end
   for _, a in ipairs(agg.accounts) do

@@ -46,7 +46,7 @@ M.ESCAPE = "\27]0;pwned\7\27[31m"
 M.specs = {
   latency             = { ms = num(1000, MS) },
   status              = { code = int(500, 100, 599), retry_after = str(256, { plain = true }),
-                          message = str(M.MAX_MESSAGE), apply = APPLY },
+                          retry_after_body = num(nil, MS / 1000), message = str(M.MAX_MESSAGE), apply = APPLY },
   html                = { code = int(502, 100, 599), apply = APPLY },
   reset               = { apply = APPLY },
   close_after_headers = { apply = APPLY },
@@ -72,7 +72,9 @@ M.specs = {
 }
 
 local MESSAGES = {
-  [400] = "Bad request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not found",
+  [400] = "Bad request", [401] = "Unauthorized", [402] = "Subscription expired or no credits left",
+  [403] = "Forbidden", [404] = "Not found", [412] = "Not enough credits to run this request",
+  [596] = "Account is in error state: the refresh token was rejected, re-add the account",
   [408] = "Request timeout", [409] = "Conflict", [429] = "Too many requests",
   [500] = "Internal server error", [502] = "Bad gateway", [503] = "Service unavailable",
   [504] = "Gateway timeout",
@@ -395,6 +397,11 @@ function M.apply(f, process, send, ctx)
     local headers = {}
     if p.retry_after then headers["Retry-After"] = p.retry_after end
     local message = p.message or MESSAGES[p.code] or ("Sandbox fault: status " .. p.code)
+    if p.retry_after_body then -- useapi's way on a 429: when to try again, in the body
+      local at = util.iso_ms(util.now_ms() + math.floor(p.retry_after_body * 1000 + 0.5))
+      return send(util.json_response(p.code, json.object({ error = message, code = p.code, retryAfter = at },
+        { "error", "code", "retryAfter" }), headers))
+    end
     return send(util.error_response(p.code, message, headers))
   elseif name == "html" then
     return send({ status = p.code, headers = { ["Content-Type"] = "text/html" }, body =
