@@ -226,7 +226,7 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
 
 /* Field names, in FM_FIELD_* bit order. */
 static const char *const optional_fields[] = {"doc", "decode_error", "body", "sent", "message",
-                                              "too_large", "out_of_memory", "head"};
+                                              "too_large", "out_of_memory", "head", "proxy_status"};
 
 static void set_string(lua_State *L, const char *name, const char *s, size_t len) {
     lua_pushlstring(L, s, len);
@@ -274,9 +274,18 @@ void fm_transfer_push_result(lua_State *L, fm_transfer *t, fm_completion_sink *s
         lua_setfield(L, -2, "sent");
         set |= FM_FIELD_SENT;
         if (t->result != CURLE_OK) {
+            long connect_status = 0;
             message = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
             set_string(L, "message", message, strlen(message));
             set |= FM_FIELD_MESSAGE;
+            /* A proxy's answer to CONNECT that opened no tunnel (403, 407...): the request
+             * itself never left for the server. */
+            curl_easy_getinfo(t->easy, CURLINFO_HTTP_CONNECTCODE, &connect_status);
+            if (connect_status != 0 && (connect_status < 200 || connect_status >= 300)) {
+                lua_pushinteger(L, (lua_Integer)connect_status);
+                lua_setfield(L, -2, "proxy_status");
+                set |= FM_FIELD_PROXY_STATUS;
+            }
         }
         if (t->too_large) {
             lua_pushboolean(L, 1);

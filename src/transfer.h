@@ -81,8 +81,8 @@ int fm_settings_build_headers(fm_settings *s);
 enum {
     FM_FIELD_DOC = 1u << 0, FM_FIELD_DECODE_ERROR = 1u << 1, FM_FIELD_BODY = 1u << 2,
     FM_FIELD_SENT = 1u << 3, FM_FIELD_MESSAGE = 1u << 4, FM_FIELD_TOO_LARGE = 1u << 5,
-    FM_FIELD_OUT_OF_MEMORY = 1u << 6, FM_FIELD_HEAD = 1u << 7,
-    FM_FIELD_ALL = (1u << 8) - 1
+    FM_FIELD_OUT_OF_MEMORY = 1u << 6, FM_FIELD_HEAD = 1u << 7, FM_FIELD_PROXY_STATUS = 1u << 8,
+    FM_FIELD_ALL = (1u << 9) - 1
 };
 
 /* How a completion is written (see fm_transfer_push_result). */

@@ -90,6 +90,7 @@ end
 
 local function secrets_of(run, call)
   local list = { run.cfg.token }
+  for _, s in ipairs(run.cfg.proxy_secrets or {}) do list[#list + 1] = s end
   if call.secrets then
     for _, s in ipairs(call.secrets) do list[#list + 1] = s end
   end
@@ -118,7 +119,9 @@ end
 -- fallback is the raw request's body when its final status is an error.
 local function interpret(run, call, c)
   c.headers = nil -- (c is reused: no earlier completion's headers)
-  if c.code ~= 0 then return false, errors.from_transport(c, call) end
+  if c.code ~= 0 then
+    return false, errors.from_transport(c, call, run.cfg.via_proxy, run.cfg.proxy_secrets)
+  end
   local status, op = c.status, call.op
   local answer = op.answer
   if status < 200 or status >= 300 then

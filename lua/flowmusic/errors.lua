@@ -5,7 +5,8 @@
 -- `status` (HTTP status, when there was one), `message`, `retry_after` (seconds, when the
 -- server said), `method`, `path`, `reason` (finer cause, e.g. "connect", "reset",
 -- "truncated"), `reached` (the request may have reached the server), `attempts`,
--- `outcome_unknown` (a non-idempotent call that may or may not have been applied).
+-- `outcome_unknown` (a non-idempotent call that may or may not have been applied),
+-- `proxy_status` (a proxy's answer that opened no way to the server, with reason "proxy").
 -- Secrets never enter an error: server messages are scrubbed of the tokens sent.
 -- @module flowmusic.errors
 local core = require "flowmusic.core"
@@ -104,11 +105,34 @@ local function clean_text(s, secrets)
   return s
 end
 
+-- Why a proxy failed, for the message, or nil when the failure was not the proxy's: its
+-- answer to CONNECT (403 refused, 407 authentication required), or it could not be resolved
+-- or reached (a refused connection is the proxy's when one is in use).
+local function proxy_failure(c, via_proxy)
+  local s = c.proxy_status
+  if s == 407 then return "the proxy requires authentication (CONNECT answered 407)" end
+  if s then return ("the proxy refused the tunnel (CONNECT answered %d)"):format(s) end
+  if c.code == core.CURLE.COULDNT_RESOLVE_PROXY then return "the proxy's host name could not be resolved" end
+  if c.code == core.CURLE.PROXY then return "the proxy failed the handshake" end
+  if via_proxy and c.code == core.CURLE.COULDNT_CONNECT then return "the proxy could not be reached" end
+end
+
 --- The error for a completion whose exchange did not complete (libcurl code ~= 0).
 -- @param c completion table from the C session
 -- @param call the call record (method, path)
-function M.from_transport(c, call)
+-- @param via_proxy true when the client's requests go through a proxy (flowmusic.proxy)
+-- @param secrets strings to scrub from libcurl's message (the proxy's credentials)
+function M.from_transport(c, call, via_proxy, secrets)
   local kind, reason, reached
+  local why_proxy = not c.too_large and not c.out_of_memory and proxy_failure(c, via_proxy)
+  if why_proxy then
+    -- The request never left for the server: as a failed connect, retried even for writes.
+    return M.new {
+      kind = "network", reason = "proxy", reached = false, proxy_status = c.proxy_status,
+      message = why_proxy .. ": " .. clean_text(c.message or "", secrets), method = call.method,
+      path = call.path, curl_code = c.code,
+    }
+  end
   if c.too_large then
     kind, reason, reached = "too_large", "too_large", true
   elseif c.out_of_memory then
@@ -120,7 +144,7 @@ function M.from_transport(c, call)
     if kind == "timeout" and not c.sent then reason = "connect_timeout" end
   end
   local message = kind == "too_large" and (c.too_large_reason or "response larger than max_response_bytes")
-    or c.message
+    or (secrets and c.message and M.scrub(c.message, secrets)) or c.message
   return M.new {
     kind = kind, reason = reason, reached = reached, status = c.status ~= 0 and c.status or nil,
     message = message, method = call.method, path = call.path, curl_code = c.code,
@@ -207,6 +231,12 @@ function M.from_status(c, doc, call, secrets, json_text)
       message = ctype ~= "" and ("HTTP %d with a %s body"):format(status, ctype)
         or ("HTTP %d without a content type"):format(status)
     end
+  end
+  if status == 407 then -- a forward proxy's own answer: the request went no further
+    return M.new {
+      kind = "network", reason = "proxy", reached = false, proxy_status = 407, status = status,
+      message = "the proxy requires authentication (407)", method = call.method, path = call.path,
+    }
   end
   local kind = (status >= 300 and status < 400) and "redirect" or "http"
   local retry_after = M.parse_retry_after(c.headers["retry-after"])

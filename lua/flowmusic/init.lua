@@ -20,6 +20,7 @@ local validate = require "flowmusic.validate"
 local errors = require "flowmusic.errors"
 local defaults = require "flowmusic.defaults"
 local trust = require "flowmusic.trust"
+local proxy = require "flowmusic.proxy"
 
 local M = { _VERSION = defaults.VERSION }
 
@@ -137,6 +138,9 @@ function M.new(opts)
     -- Short on purpose: libcurl 7.88 spends about 100 instructions on every header byte.
     user_agent = o.user_agent or ("flowmusic/" .. defaults.VERSION),
   }
+  -- Which proxy libcurl will use: to tell its failures apart, and never to show its password.
+  local proxy_url = proxy.for_url(o.proxy, base_url)
+  cfg.via_proxy, cfg.proxy_secrets = proxy_url ~= nil, proxy.secrets(proxy_url)
   local session = engine.session(cfg)
   local client = setmetatable({ base_url = base_url }, Client)
   states[client] = { session = session, cfg = cfg, records = {}, busy = false,

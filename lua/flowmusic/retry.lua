@@ -7,8 +7,10 @@
 -- | resend (GET, DELETE, set maxJobs...) | retry | retry | retry | retry | no (a write: outcome unknown) | no |
 -- | no resend (adding an account, POST/PATCH) | retry | no: outcome unknown | retry | no: outcome unknown | no: outcome unknown | no |
 --
--- Delay: the server's Retry-After (seconds or HTTP-date) when it sent one, refused (no retry,
--- the error keeps `retry_after`) beyond `retry_after_max`; otherwise exponential backoff with
+-- The vendor's own 402, 412 and 596 are, like other 4xx, never retried (waiting fixes none).
+-- Delay: the server's Retry-After (seconds or HTTP-date) when it sent one, else a 429 body's
+-- `retryAfter` (errors.from_status); refused (no retry, the error keeps `retry_after`)
+-- beyond `retry_after_max`; otherwise exponential backoff with
 -- full jitter: random() * min(max_delay, base_delay * 2^(attempt-1)). At most `retries`
 -- re-sends; the scheduler also stops when the delay would cross the call's deadline.
 -- @module flowmusic.retry

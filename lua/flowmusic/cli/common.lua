@@ -96,6 +96,12 @@ function M.connection_options(cmd)
     cmd:option("--retries", ("Re-sends after a failed attempt, 0-%d (default %d).")
       :format(defaults.max_retries, defaults.retries))
       :argname("N"):overwrite(false):convert(converter(M.retries, "--retries")),
+    cmd:option("--cacert", "Trust the CAs of this PEM file (default: $CURL_CA_BUNDLE, then $SSL_CERT_FILE).")
+      :argname("FILE"):overwrite(false),
+    cmd:option("--capath", "Trust the CAs of this hashed directory (default: $SSL_CERT_DIR).")
+      :argname("DIR"):overwrite(false),
+    cmd:option("--proxy", "Go through this proxy (default: $HTTPS_PROXY, $ALL_PROXY; $NO_PROXY).")
+      :argname("URL"):overwrite(false),
     cmd:flag("--verbose", "Per-request timing and attempts on stderr (never any secret).")
   )
 end
@@ -164,6 +170,10 @@ function M.client(args)
   if not tok then return nil, err end
   if args.token_file then o.token = tok end
   if args.base_url then o.base_url = args.base_url end
+  -- The CA settings are checked here, before anything is sent, and named as the flags are.
+  local ca, cerr = require("flowmusic.trust").resolve(args.cacert, args.capath)
+  if not ca then return nil, (cerr:gsub("^cainfo:", "--cacert:"):gsub("^capath:", "--capath:")) end
+  o.cainfo, o.capath, o.proxy = ca.cainfo, ca.capath, args.proxy
   o.timeout, o.retries = args.timeout, args.retries
   if o.timeout then
     -- Long attempts get a deadline that leaves room for every retry.
