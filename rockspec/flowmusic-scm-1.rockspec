@@ -79,6 +79,7 @@ exit $s
       ["flowmusic.ngx.report"] = "lua/flowmusic/ngx/report.lua",
       ["flowmusic.ngx.thread"] = "lua/flowmusic/ngx/thread.lua",
       ["flowmusic.ops"] = "lua/flowmusic/ops.lua",
+      ["flowmusic.proxy"] = "lua/flowmusic/proxy.lua",
       ["flowmusic.report.chart"] = "lua/flowmusic/report/chart.lua",
       ["flowmusic.report.html"] = "lua/flowmusic/report/html.lua",
       ["flowmusic.retry"] = "lua/flowmusic/retry.lua",
