@@ -24,6 +24,7 @@ if [[ ${1:-} == --test ]]; then
     packages+=(lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev
                lua-check lua-ldoc lua-markdown
                prometheus  # the server and promtool: spec/5x_status_*
+               tinyproxy   # a real forward proxy (CONNECT, 403, 407): spec/14_client_tinyproxy_spec.lua
                chromium)   # headless: spec/71_usage_report_browser_spec.lua
 fi
 
