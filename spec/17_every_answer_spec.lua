@@ -84,6 +84,28 @@ describe("every operation, for every answer", function()
     assert.equal(200, status)
   end)
 
+  it("decodes a raw or error body by what it is: a JSON type in any case, an error body that looks like JSON", function()
+    sb:fault { fault = "body", code = 200, content_type = "Application/Problem+JSON; charset=utf-8",
+      body = '{"a":1}', count = 1 }
+    local v = client:request("GET", "/accounts")
+    assert.same({ a = 1 }, v)
+    sb:fault { fault = "body", code = 200, content_type = "text/plain", body = '{"a":1}', count = 1 }
+    assert.equal('{"a":1}', (client:request("GET", "/accounts")))
+    sb:fault { fault = "body", code = 404, content_type = "text/html", body = ' \n{"error":"gone away"}', count = 1 }
+    local status
+    v, status = client:request("GET", "/accounts")
+    assert.same({ error = "gone away" }, v)
+    assert.equal(404, status)
+    sb:fault { fault = "body", code = 404, content_type = "text/html", body = '{"error":"gone away"}', count = 1 }
+    local _, err = client:get_account("every@x.com")
+    assert.equal("gone away", err.message)
+    sb:fault { fault = "body", code = 500, content_type = "application/json", body = '{"error": broken', count = 1 }
+    _, err = client:get_account("every@x.com")
+    assert.equal("http", err.kind)
+    assert.equal(500, err.status)
+    assert.equal("HTTP 500 with an application/json body", err.message)
+  end)
+
   it("types an answer that is JSON but not an object as a shape error, saying what it was", function()
     for _, b in ipairs { { "null", "null" }, { "12", "a number" }, { "[]", "an array" }, { '"x"', "a string" } } do
       sb:fault { fault = "body", code = 200, body = b[1], count = 1 }

@@ -289,13 +289,18 @@ static void collect_finished(fm_session *s) {
  *
  * A completion has id, status, code (libcurl's CURLcode; 0 only for a complete exchange:
  * never for an answer over max_response_bytes) and sends (libcurl's own re-sends counted).
- * Then:
- * - the usual case, code 0 and a 2xx status: for a request with answer "object", `doc` (the
- *   answer decoded, JSON null as `null`, at most max_values values) or, when it does not
- *   decode, `decode_error` and `decode_kind` (as core.json_decode); for others, `body`;
- * - otherwise (and for answer "raw"): body (empty unless code is 0), sent, message (libcurl's,
- *   when code is not 0), too_large and out_of_memory (when true), head (the raw header block
- *   of the final response, see core.parse_headers).
+ * Then, for a complete exchange, what the body holds (the one home of the decoding rule):
+ * - a 2xx to a request with answer "object": `doc`, the answer decoded (JSON null as `null`,
+ *   at most max_values values), or when it is not a JSON object `decode_error` and
+ *   `decode_kind` (as core.json_decode: "syntax", "shape", "too_large");
+ * - a 2xx to answer "raw" whose Content-Type names JSON, and any other status whose
+ *   Content-Type names JSON or whose body starts with `{` or `[`: `doc` (any JSON value; a
+ *   top-level null is core.null) or `decode_error`/`decode_kind`, beside `body`;
+ * - otherwise `body`, the text.
+ * Unless it is the usual case (a 2xx to a request other than "raw"), also: sent, message
+ * (libcurl's, when code is not 0), proxy_status (a proxy's refusal of CONNECT), too_large
+ * and out_of_memory (when true), head (the raw header block of the final response, see
+ * core.parse_headers); body is empty unless code is 0.
  * The completion is written into the table `into` when given (a reusable one): fields an
  * earlier completion left there and this one does not have are cleared. */
 static int session_poll(lua_State *L) {

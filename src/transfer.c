@@ -33,6 +33,22 @@ static void note_content_length(fm_transfer *t, const char *line, size_t len) {
     else if (value <= FM_PRESIZE_MAX) (void)fm_buffer_reserve(&t->body, (size_t)value);
 }
 
+/* Does a header line say the body is JSON ("Content-Type: application/json", "...+json")?
+ * Only kept blocks are looked at: the usual 2xx answer of a typed call is decoded anyway. */
+static int names_json_type(const char *line, size_t len) {
+    static const char name[] = "content-type:";
+    const size_t n = sizeof(name) - 1;
+    size_t i;
+    if (len <= n) return 0;
+    for (i = 0; i < n; i++)
+        if (tolower((unsigned char)line[i]) != name[i]) return 0;
+    for (; i + 4 <= len; i++)
+        if (tolower((unsigned char)line[i]) == 'j' && tolower((unsigned char)line[i + 1]) == 's'
+            && tolower((unsigned char)line[i + 2]) == 'o' && tolower((unsigned char)line[i + 3]) == 'n')
+            return 1;
+    return 0;
+}
+
 /* The status class digit of a status line ("HTTP/1.1 204 ..." -> '2'), or 0. */
 static char status_class(const char *p, size_t len) {
     const char *sp = memchr(p, ' ', len);
@@ -49,10 +65,14 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
         t->interim = class == '1';
         /* Lua reads the block of a 2xx answer only when it asked for it: don't copy it */
         t->keep_head = t->want_head || class != '2';
+        t->json_type = 0;
     }
     note_content_length(t, p, len);
     if (t->too_large) return 0;
-    if (t->keep_head && fm_buffer_append(&t->head, p, len) != 0) { t->out_of_memory = 1; return 0; }
+    if (t->keep_head) {
+        if (fm_buffer_append(&t->head, p, len) != 0) { t->out_of_memory = 1; return 0; }
+        if (!t->json_type) t->json_type = names_json_type(p, len);
+    }
     return len;
 }
 
@@ -79,7 +99,7 @@ void fm_transfer_recycle(fm_transfer *t) {
     fm_buffer_clear(&t->body);
     fm_buffer_clear(&t->head);
     t->too_large = t->out_of_memory = 0;
-    t->is_head = t->interim = t->keep_head = t->body_seen = t->sends = 0;
+    t->is_head = t->interim = t->keep_head = t->json_type = t->body_seen = t->sends = 0;
     t->result = CURLE_OK;
     t->errbuf[0] = '\0';
     t->next = NULL;
@@ -224,6 +244,19 @@ const char *fm_transfer_setup(fm_transfer *t, const fm_settings *s, const fm_req
 
 #undef SET
 
+/* Is a complete answer other than the usual one (a 2xx to a typed call) decoded? A raw
+ * request's 2xx when its Content-Type names JSON; an error status also when the body starts
+ * like a JSON document, as error bodies often come mislabelled. Never shape-checked. */
+static int decode_rule(const fm_transfer *t, long status) {
+    size_t i;
+    if (t->body.len == 0) return 0;
+    if (t->json_type) return 1;
+    if (status >= 200 && status < 300) return 0;
+    for (i = 0; i < t->body.len && (t->body.data[i] == ' ' || t->body.data[i] == '\t'
+                                    || t->body.data[i] == '\r' || t->body.data[i] == '\n'); i++) {}
+    return i < t->body.len && (t->body.data[i] == '{' || t->body.data[i] == '[');
+}
+
 /* Field names, in FM_FIELD_* bit order. */
 static const char *const optional_fields[] = {"doc", "decode_error", "body", "sent", "message",
                                               "too_large", "out_of_memory", "head", "proxy_status"};
@@ -237,7 +270,7 @@ void fm_transfer_push_result(lua_State *L, fm_transfer *t, fm_completion_sink *s
     long status = 0, request_size = 0;
     const char *message;
     unsigned set = 0, stale, i;
-    int complete = t->result == CURLE_OK && !t->too_large && !t->out_of_memory;
+    int decode, complete = t->result == CURLE_OK && !t->too_large && !t->out_of_memory;
     /* The usual completion: a complete 2xx exchange whose headers nobody reads. */
     int usual;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -253,9 +286,12 @@ void fm_transfer_push_result(lua_State *L, fm_transfer *t, fm_completion_sink *s
     lua_setfield(L, -2, "code");
     lua_pushinteger(L, (lua_Integer)t->sends);
     lua_setfield(L, -2, "sends");
-    if (usual && t->decode) {
+    decode = complete && (usual ? t->decode : decode_rule(t, status));
+    if (decode) {
         const char *text = t->body.data ? t->body.data : "";
-        if (fm_json_decode(L, text, t->body.len, sink->null_index, sink->max_values, 1)) {
+        if (fm_json_decode(L, text, t->body.len, sink->null_index, sink->max_values, usual)) {
+            /* A top-level null is a value (the raw answer `null`), not "nothing decoded". */
+            if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushlightuserdata(L, NULL); }
             lua_setfield(L, -2, "doc");
             set = FM_FIELD_DOC;
         } else {                                  /* completion, message, kind */
@@ -263,10 +299,11 @@ void fm_transfer_push_result(lua_State *L, fm_transfer *t, fm_completion_sink *s
             lua_setfield(L, -2, "decode_error");
             set = FM_FIELD_DECODE_ERROR;
         }
-    } else {
+    }
+    if (!usual || !decode) {
         /* A partial body is never copied into Lua: nothing reads it, and it may be huge. */
         set_string(L, "body", complete && t->body.data ? t->body.data : "", complete ? t->body.len : 0);
-        set = FM_FIELD_BODY;
+        set |= FM_FIELD_BODY;
     }
     if (!usual) {
         curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size);

@@ -48,10 +48,11 @@ typedef struct fm_transfer {
     int is_head;              /* HEAD: a Content-Length describes no body here */
     int interim;              /* inside a 1xx header block */
     int keep_head;            /* the current header block is copied into head */
+    int json_type;            /* the kept block's Content-Type names JSON */
     int body_seen;            /* body bytes arrived: later headers are trailers */
     int sends;                /* times libcurl sent the request (its own re-sends included) */
     int want_head;            /* the caller reads headers of 2xx answers (raw requests) */
-    int decode;               /* a 2xx answer is decoded here (see fm_request) */
+    int decode;               /* a 2xx answer is decoded as an object (see fm_request) */
     CURLcode result;
     long long id;             /* the caller's tag, echoed in the completion */
     char errbuf[CURL_ERROR_SIZE];

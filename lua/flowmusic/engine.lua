@@ -16,7 +16,6 @@ local ops = require "flowmusic.ops"
 
 local M = {}
 
-local json_decode = core.json_decode
 local parse_headers = core.parse_headers
 local now_of = core.now
 local huge = math.huge
@@ -98,25 +97,21 @@ local function secrets_of(run, call)
 end
 
 -- An HTTP status the operation does not accept as success: the error, and for raw requests
--- the values they return all the same (body, status, headers).
+-- the values they return all the same (body, status, headers). The session decoded the body
+-- when it is JSON (c.doc); one that does not decode is shown as text.
 local function status_error(run, call, c)
   c.headers = parse_headers(c.head or "")
-  local body, doc, json_text = c.body, nil, nil
-  local ctype = c.headers["content-type"] or ""
-  if body ~= "" and (ctype:find("json", 1, true) or body:find("^%s*[{%[]")) then
-    local derr
-    doc, derr = json_decode(body, run.cfg.null, run.max_values)
-    if derr then doc = nil elseif type(doc) ~= "table" or (doc.error == nil and doc.message == nil) then
-      json_text = body
-    end
-  end
+  local body, doc = c.body, c.doc
+  local json_text = doc ~= nil and (type(doc) ~= "table" or (doc.error == nil and doc.message == nil))
+    and body or nil
   local err = errors.from_status(c, doc, call, secrets_of(run, call), json_text)
   if call.op.answer == "raw" then return err, doc == nil and body or doc end
   return err
 end
 
 -- Turn a completed attempt into values (true, v1, v2, v3) or (false, err, fallback): the
--- fallback is the raw request's body when its final status is an error.
+-- fallback is the raw request's body when its final status is an error. Which bodies are
+-- decoded, and how, is the session's rule (session:poll); this judges what it handed over.
 local function interpret(run, call, c)
   c.headers = nil -- (c is reused: no earlier completion's headers)
   if c.code ~= 0 then
@@ -128,22 +123,17 @@ local function interpret(run, call, c)
     local err, fallback = status_error(run, call, c)
     return false, err, fallback
   end
+  if c.decode_error then return false, decode_error(call, status, c.decode_error, c.decode_kind) end
   if answer == "raw" then
     c.headers = parse_headers(c.head or "")
-    local body = c.body
-    if body ~= "" and (c.headers["content-type"] or ""):find("json", 1, true) then
-      local doc, derr, kind = json_decode(body, run.cfg.null, run.max_values)
-      if derr then return false, decode_error(call, status, derr, kind) end
-      -- A top-level JSON null is a value: nil here would read as a failure.
-      if doc == nil then doc = core.null end
-      body = doc
-    end
+    local body = c.doc
+    if body == nil then body = c.body end
     return true, body, status, c.headers
   end
   local doc
   if answer == "object" then
-    doc = c.doc -- decoded by the session
-    if doc == nil then return false, decode_error(call, status, c.decode_error, c.decode_kind) end
+    doc = c.doc
+    if doc == nil then return false, decode_error(call, status) end
     local shape = op.shape
     if shape then
       local msg = shape(doc, run.cfg.null)

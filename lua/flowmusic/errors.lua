@@ -228,7 +228,8 @@ function M.from_status(c, doc, call, secrets, json_text)
       message = "HTTP " .. status .. " with a JSON body: " .. json_text
     else
       local ctype = (c.headers["content-type"] or ""):match("^[^;]*")
-      message = ctype ~= "" and ("HTTP %d with a %s body"):format(status, ctype)
+      message = ctype ~= "" and ("HTTP %d with %s %s body"):format(status,
+        ctype:find("^[AaEeIiOoUu]") and "an" or "a", ctype)
         or ("HTTP %d without a content type"):format(status)
     end
   end
