@@ -9,15 +9,7 @@ local cli = require "spec.helpers.cli"
 local CA = require "spec.helpers.ca"
 local cjson = require "cjson"
 
--- The CA variables a spec run may have inherited: each case sets only its own.
-local NO_CA_ENV = { CURL_CA_BUNDLE = false, SSL_CERT_FILE = false, SSL_CERT_DIR = false }
-
-local function env_with(vars)
-  local e = {}
-  for k, v in pairs(NO_CA_ENV) do e[k] = v end
-  for k, v in pairs(vars or {}) do e[k] = v end
-  return e
-end
+local env_with = cli.env_with
 
 describe("TLS trust", function()
   local ca, sb, run

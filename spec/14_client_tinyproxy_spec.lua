@@ -10,18 +10,7 @@ local cli = require "spec.helpers.cli"
 local CA = require "spec.helpers.ca"
 local cjson = require "cjson"
 
--- Whatever proxy or CA variables the run inherited: each case sets only its own.
-local CLEAN_ENV = {
-  http_proxy = false, https_proxy = false, HTTPS_PROXY = false, all_proxy = false,
-  ALL_PROXY = false, no_proxy = false, NO_PROXY = false,
-  CURL_CA_BUNDLE = false, SSL_CERT_FILE = false, SSL_CERT_DIR = false,
-}
-local function env_with(vars)
-  local e = {}
-  for k, v in pairs(CLEAN_ENV) do e[k] = v end
-  for k, v in pairs(vars or {}) do e[k] = v end
-  return e
-end
+local env_with = cli.env_with
 
 local function count(s, needle)
   local n, at = 0, 1

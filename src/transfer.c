@@ -13,18 +13,26 @@
  * lets the buffer grow with what really arrives. */
 #define FM_PRESIZE_MAX (16u * 1024u * 1024u)
 
+/* Where the value of header `name` (lowercase, with its colon) starts in a header line, or 0
+ * when the line is another header. */
+static size_t header_value(const char *line, size_t len, const char *name, size_t n) {
+    size_t i;
+    if (len <= n) return 0;
+    for (i = 0; i < n; i++)
+        if (tolower((unsigned char)line[i]) != name[i]) return 0;
+    for (; i < len && (line[i] == ' ' || line[i] == '\t'); i++) {}
+    return i;
+}
+
 /* "Content-Length: n" of the final response: refuse oversize answers before reading them, and
  * size the body buffer once so a 5 MB document is not copied through a dozen reallocations.
  * Only the final header section counts: not a 1xx block, not trailers, not a HEAD answer. */
 static void note_content_length(fm_transfer *t, const char *line, size_t len) {
     static const char name[] = "content-length:";
-    const size_t n = sizeof(name) - 1;
     unsigned long long value = 0;
     size_t i;
-    if (len <= n || t->interim || t->body_seen || t->is_head) return;
-    for (i = 0; i < n; i++)
-        if (tolower((unsigned char)line[i]) != name[i]) return;
-    for (i = n; i < len && (line[i] == ' ' || line[i] == '\t'); i++) {}
+    if (t->interim || t->body_seen || t->is_head) return;
+    if ((i = header_value(line, len, name, sizeof(name) - 1)) == 0) return;
     for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
         if (value > (~0ull - 9) / 10) { value = ~0ull; break; }
         value = value * 10 + (unsigned)(line[i] - '0');
@@ -37,11 +45,8 @@ static void note_content_length(fm_transfer *t, const char *line, size_t len) {
  * Only kept blocks are looked at: the usual 2xx answer of a typed call is decoded anyway. */
 static int names_json_type(const char *line, size_t len) {
     static const char name[] = "content-type:";
-    const size_t n = sizeof(name) - 1;
-    size_t i;
-    if (len <= n) return 0;
-    for (i = 0; i < n; i++)
-        if (tolower((unsigned char)line[i]) != name[i]) return 0;
+    size_t i = header_value(line, len, name, sizeof(name) - 1);
+    if (i == 0) return 0;
     for (; i + 4 <= len; i++)
         if (tolower((unsigned char)line[i]) == 'j' && tolower((unsigned char)line[i + 1]) == 's'
             && tolower((unsigned char)line[i + 2]) == 'o' && tolower((unsigned char)line[i + 3]) == 'n')

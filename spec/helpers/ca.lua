@@ -18,12 +18,7 @@ CA.__index = CA
 
 --- Make a CA and a server certificate in a fresh private directory.
 function M.new()
-  local tmp = os.getenv("TMPDIR")
-  if not tmp or tmp == "" then tmp = "/tmp" end
-  local p = io.popen("mktemp -d '" .. tmp:gsub("'", "") .. "/flowmusic-ca-spec.XXXXXX'")
-  local root = p:read("*l")
-  p:close()
-  assert(root and root ~= "", "mktemp -d failed")
+  local root = require("flowmusic.sandbox.host").temp_dir("flowmusic-ca-spec")
   local ca = setmetatable({ root = root, cert = root .. "/ca.pem", dir = root .. "/certs",
     server_cert = root .. "/server.pem", server_key = root .. "/server-key.pem" }, CA)
   local q = function(s) return "'" .. s .. "'" end

@@ -39,6 +39,18 @@ function M.lines(s)
   return t
 end
 
+--- An environment for one run with none of the proxy or CA variables a spec run may have
+-- inherited (each unset: false), then `vars` on top.
+function M.env_with(vars)
+  local e = {
+    http_proxy = false, https_proxy = false, HTTPS_PROXY = false, all_proxy = false,
+    ALL_PROXY = false, no_proxy = false, NO_PROXY = false,
+    CURL_CA_BUNDLE = false, SSL_CERT_FILE = false, SSL_CERT_DIR = false,
+  }
+  for k, v in pairs(vars or {}) do e[k] = v end
+  return e
+end
+
 local Cli = {}
 Cli.__index = Cli
 

@@ -20,6 +20,7 @@ local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local server = require "flowmusic.sandbox.server"
+local host = require "flowmusic.sandbox.host"
 
 local M = {}
 
@@ -33,17 +34,6 @@ local function self_pid()
   return tonumber(s:match("^(%d+)"))
 end
 
--- A fresh private directory.
-local function temp_dir()
-  local tmp = os.getenv("TMPDIR")
-  if not tmp or tmp == "" then tmp = "/tmp" end
-  local p = io.popen("mktemp -d '" .. tmp:gsub("'", "") .. "/flowmusic-sandbox-spec.XXXXXX'")
-  local dir = p:read("*l")
-  p:close()
-  assert(dir and dir ~= "", "mktemp -d failed")
-  return dir
-end
-
 local Sandbox = {}
 Sandbox.__index = Sandbox
 
@@ -52,7 +42,7 @@ Sandbox.__index = Sandbox
 -- @treturn table the instance (raises when it cannot start)
 function M.start(opts)
   opts = opts or {}
-  local dir = temp_dir()
+  local dir = host.temp_dir("flowmusic-sandbox-spec")
   local tls_cert, tls_key
   if type(opts.tls) == "table" then -- a certificate made elsewhere (spec.helpers.ca)
     tls_cert, tls_key = opts.tls.server_cert, opts.tls.server_key

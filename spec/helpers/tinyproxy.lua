@@ -45,8 +45,7 @@ end
 function M.start(opts)
   opts = opts or {}
   assert(io.open(BINARY, "r"), BINARY .. " is missing: install Debian's tinyproxy (scripts/setup.sh --test)")
-  local dir = host.capture("mktemp -d \"${TMPDIR:-/tmp}/flowmusic-tinyproxy-spec.XXXXXX\""):match("[^\n]+")
-  assert(dir, "mktemp -d failed")
+  local dir = host.temp_dir("flowmusic-tinyproxy-spec")
   local port = assert(host.free_port(), "no free port")
   local conf = {
     "Port " .. port, "Listen 127.0.0.1", "Timeout 30", "MaxClients 64",
@@ -87,8 +86,10 @@ function Proxy:stop()
   if self.pid then
     os.execute("kill " .. self.pid .. " 2>/dev/null")
     local deadline = socket.gettime() + 5
-    while host.proc_info(self.pid) and host.proc_info(self.pid) ~= "Z" and socket.gettime() < deadline do
+    local state = host.proc_info(self.pid)
+    while state and state ~= "Z" and socket.gettime() < deadline do
       socket.sleep(0.02)
+      state = host.proc_info(self.pid)
     end
     self.pid = nil
   end

@@ -43,6 +43,17 @@ function M.write_file(path, s)
   return true
 end
 
+--- A fresh private directory under $TMPDIR (else /tmp) named after what uses it; raises
+-- when mktemp fails.
+-- @param name e.g. "flowmusic-sandbox-spec"
+function M.temp_dir(name)
+  local tmp = os.getenv("TMPDIR")
+  if not tmp or tmp == "" then tmp = "/tmp" end
+  local dir = M.capture("mktemp -d " .. M.shell_quote(tmp .. "/" .. name .. ".XXXXXX")):match("[^\n]+")
+  assert(dir, "mktemp -d failed")
+  return dir
+end
+
 --- A free TCP port on the loopback interface (bound, then released), or nil.
 function M.free_port()
   local server = socket.bind("127.0.0.1", 0)
