@@ -26,10 +26,24 @@ static int clock_wall_time(lua_State *L) {
     return 1;
 }
 
+/** core.sleep(seconds): sleep that long (at most 10^6 s); a signal ends it early, so callers
+ * polling for a stop request see it at once. */
+static int clock_sleep(lua_State *L) {
+    double s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (!(s > 0)) return 0; /* NaN too */
+    if (s > 1e6) s = 1e6;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
 int fm_clock_open(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"now", clock_now},
         {"wall_time", clock_wall_time},
+        {"sleep", clock_sleep},
         {NULL, NULL},
     };
     fm_setfuncs(L, functions, 0);

@@ -15,10 +15,11 @@ int fm_signal_count(void);          /* signals caught so far (signals.c) */
  * becomes, 0 for nil; max_values: 0 for no bound. Raises only when memory runs out. */
 int fm_json_decode(lua_State *L, const char *text, size_t len, int null_index, size_t max_values, int want_object);
 
-int fm_clock_open(lua_State *L);    /* core.now, core.wall_time */
+int fm_clock_open(lua_State *L);    /* core.now, core.wall_time, core.sleep */
 int fm_codes_open(lua_State *L);    /* core.CURLE */
 int fm_headers_open(lua_State *L);  /* core.parse_headers */
 int fm_json_open(lua_State *L);     /* core.json_decode, core.null */
+int fm_private_files_open(lua_State *L); /* core.lock_file, write_private, append_private */
 int fm_session_open(lua_State *L);  /* core.session */
 int fm_signals_open(lua_State *L);  /* core.signals_catch, signals_caught, signals_release */
 

@@ -136,8 +136,9 @@ static lua_Integer int_field(lua_State *L, int cfg, const char *name) {
     return v;
 }
 
-/** core.session(cfg) -> session. cfg: token, connect_timeout_ms, max_response_bytes
- * (required), user_agent, cainfo, capath, proxy. Validation of values is the Lua layer's job;
+/** core.session(cfg) -> session. cfg: connect_timeout_ms, max_response_bytes (required),
+ * token (sent as a Bearer Authorization header; none without it, e.g. for a webhook),
+ * user_agent, cainfo, capath, proxy. Validation of values is the Lua layer's job;
  * this only refuses wrong types. Raises on misuse or when memory runs out. */
 static int session_new(lua_State *L) {
     const char *token, *ua, *cainfo, *capath, *proxy;
@@ -146,7 +147,6 @@ static int session_new(lua_State *L) {
     size_t n;
     luaL_checktype(L, 1, LUA_TTABLE);
     token = opt_field(L, 1, "token");
-    if (token == NULL) return luaL_error(L, "flowmusic: session needs a token");
     ua = opt_field(L, 1, "user_agent");
     cainfo = opt_field(L, 1, "cainfo");
     capath = opt_field(L, 1, "capath");
@@ -162,10 +162,11 @@ static int session_new(lua_State *L) {
     s->pid = getpid();
     s->settings.connect_timeout_ms = (long)connect_ms;
     s->settings.max_response_bytes = (size_t)max_bytes;
-    n = strlen(token) + sizeof("Authorization: Bearer ");
-    s->settings.auth_header = malloc(n);
-    if (s->settings.auth_header != NULL)
-        snprintf(s->settings.auth_header, n, "Authorization: Bearer %s", token);
+    if (token != NULL) {
+        n = strlen(token) + sizeof("Authorization: Bearer ");
+        if ((s->settings.auth_header = malloc(n)) != NULL)
+            snprintf(s->settings.auth_header, n, "Authorization: Bearer %s", token);
+    }
     if (ua != NULL) {
         n = strlen(ua) + sizeof("User-Agent: ");
         if ((s->settings.ua_header = malloc(n)) != NULL) snprintf(s->settings.ua_header, n, "User-Agent: %s", ua);
@@ -173,7 +174,7 @@ static int session_new(lua_State *L) {
     s->settings.cainfo = dup_string(cainfo);
     s->settings.capath = dup_string(capath);
     s->settings.proxy = dup_string(proxy);
-    if (s->settings.auth_header == NULL || (ua && !s->settings.ua_header) ||
+    if ((token && !s->settings.auth_header) || (ua && !s->settings.ua_header) ||
         (cainfo && !s->settings.cainfo) || (capath && !s->settings.capath) || (proxy && !s->settings.proxy) ||
         fm_settings_build_headers(&s->settings) != 0)
         return luaL_error(L, "flowmusic: out of memory"); /* __gc frees what was made */

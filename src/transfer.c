@@ -135,7 +135,7 @@ int fm_settings_build_headers(fm_settings *s) {
     const char *const common[] = {s->auth_header, s->ua_header};
     size_t i;
     for (i = 0; i < sizeof common / sizeof common[0]; i++) {
-        if (common[i] == NULL) continue; /* no user agent */
+        if (common[i] == NULL) continue; /* no token (a webhook) or no user agent */
         if (add_header(&s->plain_headers, common[i]) || add_header(&s->json_headers, common[i])) return -1;
     }
     return add_header(&s->json_headers, "Expect:") || add_header(&s->json_headers, "Content-Type: application/json");

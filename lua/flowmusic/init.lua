@@ -19,8 +19,7 @@ local engine = require "flowmusic.engine"
 local validate = require "flowmusic.validate"
 local errors = require "flowmusic.errors"
 local defaults = require "flowmusic.defaults"
-local trust = require "flowmusic.trust"
-local proxy = require "flowmusic.proxy"
+local settings = require "flowmusic.settings"
 
 local M = { _VERSION = defaults.VERSION }
 
@@ -121,26 +120,9 @@ function M.new(opts)
   if raw_url == "" then raw_url = nil end
   local base_url, msg = validate.base_url(raw_url or defaults.base_url, o.allow_http)
   if not base_url then error("flowmusic.new: " .. msg, 2) end
-  local ca
-  ca, msg = trust.resolve(o.cainfo, o.capath)
-  if not ca then error("flowmusic.new: " .. msg, 2) end
-
-  local cfg = {
-    base_url = base_url, token = token, null = o.null, on_event = o.on_event,
-    timeout = o.timeout or defaults.timeout, connect_timeout = o.connect_timeout or defaults.connect_timeout,
-    deadline = o.deadline or defaults.deadline, retries = o.retries or defaults.retries,
-    base_delay = o.base_delay or defaults.base_delay, max_delay = o.max_delay or defaults.max_delay,
-    retry_after_max = o.retry_after_max or defaults.retry_after_max,
-    clock = o.clock or core.now, sleep = o.sleep, random = o.random or math.random,
-    thread_pool = o.thread_pool or defaults.thread_pool, allow_blocking = o.allow_blocking or false,
-    max_response_bytes = o.max_response_bytes or defaults.max_response_bytes,
-    cainfo = ca.cainfo, capath = ca.capath, proxy = o.proxy,
-    -- Short on purpose: libcurl 7.88 spends about 100 instructions on every header byte.
-    user_agent = o.user_agent or ("flowmusic/" .. defaults.VERSION),
-  }
-  -- Which proxy libcurl will use: to tell its failures apart, and never to show its password.
-  local proxy_url = proxy.for_url(o.proxy, base_url)
-  cfg.via_proxy, cfg.proxy_secrets = proxy_url ~= nil, proxy.secrets(proxy_url)
+  local cfg, smsg = settings.transport(o, base_url)
+  if not cfg then error("flowmusic.new: " .. smsg, 2) end
+  cfg.base_url, cfg.token = base_url, token
   local session = engine.session(cfg)
   local client = setmetatable({ base_url = base_url }, Client)
   states[client] = { session = session, cfg = cfg, records = {}, busy = false,
