@@ -113,8 +113,11 @@ describe("flowmusic.fleet.status.collect", function()
     assert.equal("ok", r[OK1].state)
     assert.equal("ok", r[QUOTE].state)
     assert.same({ email = OK1, tier = "plus", state = "ok", credits_remaining = 5000,
-      tokens_remaining = 60000, max_jobs = 12, refreshed_at = r[OK1].refreshed_at }, r[OK1])
+      tokens_remaining = 60000, max_jobs = 12, refreshed_at = r[OK1].refreshed_at,
+      access_token_expires_at = r[OK1].access_token_expires_at }, r[OK1])
     assert.truthy(status.timestamp(r[OK1].refreshed_at))
+    -- the sandbox's access tokens live an hour from the refresh
+    assert.equal(3600, status.timestamp(r[OK1].access_token_expires_at) - status.timestamp(r[OK1].refreshed_at))
     assert.equal("low_credits", r[LOW].state)
     assert.equal(3, r[LOW].credits_remaining)
     assert.equal(36, r[LOW].tokens_remaining)
@@ -134,8 +137,10 @@ describe("flowmusic.fleet.status.collect", function()
     assert.matches("^http 503 on GET /accounts/down%%40sandbox%.test", r[DOWN].error)
     assert.equal("plus", r[DOWN].tier)                -- from the list: still known
     assert.equal(12, r[DOWN].max_jobs)
-    assert.same({ total = 8, ok = 4, needs_reauth = 2, low_credits = 1, unreachable = 1 }, summary)
-    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable", status.summary_line(summary))
+    assert.same({ total = 8, ok = 4, needs_reauth = 2, low_credits = 1, unreachable = 1, stale_token = 0 },
+      summary)
+    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable, 0 stale_token",
+      status.summary_line(summary))
     c:close()
   end)
 
@@ -332,7 +337,7 @@ end)
 
 describe("flowmusic status", function()
   local HEADER = { "EMAIL", "TIER", "STATE", "CREDITS", "TOKENS", "MAXJOBS", "REFRESHED", "MESSAGE" }
-  local KEYS = "email,tier,state,credits_remaining,tokens_remaining,max_jobs,refreshed_at,error"
+  local KEYS = "email,tier,state,credits_remaining,tokens_remaining,max_jobs,refreshed_at,error,access_token_expires_at"
 
   it("prints a table sorted by email and the summary line", function()
     local code, out, err = run("--retries 0 --min-credits 10")
@@ -343,7 +348,7 @@ describe("flowmusic status", function()
     assert.same(HEADER, head)
     assert.equal(#ALL + 2, #l)
     for i, email in ipairs(ALL) do assert.equal(email, l[i + 1]:match("^(%S+)")) end
-    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable", l[#l])
+    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable, 0 stale_token", l[#l])
     local ok_row = l[1 + 7]      -- seed-01
     assert.matches("^seed%-01@sandbox%.test%s+plus%s+ok%s+5000%s+60000%s+12%s+%d+s ago%s+%-$", ok_row)
     local low_row
@@ -381,7 +386,7 @@ describe("flowmusic status", function()
     assert.equal(cjson.null, free.tokens_remaining)
     assert.equal(cjson.null, free.error)
     assert.truthy(status.timestamp(low.refreshed_at))
-    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable\n", err)
+    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable, 0 stale_token\n", err)
   end)
 
   it("--csv writes CSV with the same keys, summary on stderr", function()
@@ -391,7 +396,7 @@ describe("flowmusic status", function()
     assert.equal(KEYS, l[1])
     assert.equal(#ALL + 1, #l)
     assert.matches("^broken@sandbox%.test,unknown,needs_reauth,,,2,[^,]+,Refresh token is invalid", l[2])
-    assert.equal("8 accounts: 5 ok, 2 needs_reauth, 0 low_credits, 1 unreachable\n", err)
+    assert.equal("8 accounts: 5 ok, 2 needs_reauth, 0 low_credits, 1 unreachable, 0 stale_token\n", err)
   end)
 
   it("--verbose adds one line per live call on stderr: status, attempts, time", function()
@@ -428,7 +433,7 @@ describe("flowmusic status", function()
     local code, out, err = run("", { FLOWMUSIC_BASE_URL = sb2.base_url })
     sb2:stop()
     assert.equal(0, code, err)
-    assert.truthy(contains(out, "2 accounts: 2 ok, 0 needs_reauth, 0 low_credits, 0 unreachable"))
+    assert.truthy(contains(out, "2 accounts: 2 ok, 0 needs_reauth, 0 low_credits, 0 unreachable, 0 stale_token"))
   end)
 
   it("exits 2 on usage errors, before any request", function()
@@ -520,7 +525,7 @@ describe("flowmusic status interrupted", function()
       assert.equal("unreachable", r.state)
       assert.matches("cancelled", r.error, 1, true)
     end
-    assert.truthy(contains(err, "10 accounts: 0 ok, 0 needs_reauth, 0 low_credits, 10 unreachable"), err)
+    assert.truthy(contains(err, "10 accounts: 0 ok, 0 needs_reauth, 0 low_credits, 10 unreachable, 0 stale_token"), err)
     assert.truthy(contains(err, "interrupted by SIGINT"), err)
   end)
 end)

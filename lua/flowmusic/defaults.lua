@@ -22,7 +22,9 @@ return {
   concurrency = 16,        -- client:batch
   max_concurrency = 50,
   cli_concurrency = 8,     -- flowmusic batch and the fleet commands
-  cancel_grace = 2,        -- seconds transfers in flight get after a stop (e.g. Ctrl-C)
+  cancel_grace = 2,
+  max_token_age = 15 * 60, -- seconds past its expiry before an access token counts as stale
+  state_lock_wait = 60,    -- seconds a status run waits for another one's --state lock        -- seconds transfers in flight get after a stop (e.g. Ctrl-C)
 
   thread_pool = "flowmusic", -- nginx: the thread_pool calls run in
 }

@@ -117,6 +117,8 @@ function M.account_families(records, summary)
     "maxJobs configured for the account")
   local refreshed = M.family("flowmusic_account_refreshed_timestamp_seconds", "gauge",
     "When the account's session was last refreshed, seconds since the epoch")
+  local expires = M.family("flowmusic_account_access_token_expires_timestamp_seconds", "gauge",
+    "When the account's access token expires (useapi refreshes it before), seconds since the epoch")
   local accounts = M.family("flowmusic_accounts", "gauge", "Accounts per state")
   for _, r in ipairs(records) do
     local email = { "email", r.email }
@@ -127,9 +129,11 @@ function M.account_families(records, summary)
     if type(r.max_jobs) == "number" then M.add(jobs, { email }, r.max_jobs) end
     local ts = status.timestamp(r.refreshed_at)
     if ts then M.add(refreshed, { email }, ts) end
+    local exp = status.timestamp(r.access_token_expires_at)
+    if exp then M.add(expires, { email }, exp) end
   end
   for _, st in ipairs(status.STATES) do M.add(accounts, { { "state", st } }, summary[st] or 0) end
-  return { up, reauth, credits, tokens, jobs, refreshed, accounts }
+  return { up, reauth, credits, tokens, jobs, refreshed, expires, accounts }
 end
 
 --- The families about the collection itself.

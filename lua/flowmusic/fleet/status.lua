@@ -15,20 +15,24 @@
 -- * `needs_reauth`: the account record has `error` (its refresh token was rejected: re-add
 --   it), or the live call answered 596;
 -- * `unreachable`: the live call failed for another reason (network, timeout, 5xx, 404...);
+-- * `stale_token`: the access token expired more than `max_token_age` seconds ago (default
+--   15 minutes) on a record without `error`: useapi's own refresh of it has stalled, the
+--   earliest sign of an account about to fail;
 -- * `low_credits`: `credits_remaining` below `min_credits` or `tokens_remaining` below
 --   `min_tokens` (an unknown value is never "low");
 -- * `ok`.
 -- @module flowmusic.fleet.status
 local errors = require "flowmusic.errors"
+local defaults = require "flowmusic.defaults"
 
 local M = {}
 
 --- The states, in summary order.
-M.STATES = { "ok", "needs_reauth", "low_credits", "unreachable" }
+M.STATES = { "ok", "needs_reauth", "low_credits", "unreachable", "stale_token" }
 
 --- The fields of a record, in output order (the CLI's JSON/CSV keys).
 M.FIELDS = { "email", "tier", "state", "credits_remaining", "tokens_remaining", "max_jobs",
-  "refreshed_at", "error" }
+  "refreshed_at", "error", "access_token_expires_at" }
 
 --- HTTP status the API uses for an account in error state on its non-account endpoints.
 M.NEEDS_REAUTH_STATUS = 596
@@ -41,8 +45,8 @@ for _, s in ipairs(M.STATES) do is_state[s] = true end
 -- @treturn boolean
 function M.is_state(s) return is_state[s] == true end
 
-local option_names = { min_credits = true, min_tokens = true, concurrency = true, cancel = true,
-  on_result = true }
+local option_names = { min_credits = true, min_tokens = true, max_token_age = true, now = true,
+  concurrency = true, cancel = true, on_result = true }
 
 -- v when it has Lua type t, else nil (JSON null, whatever sentinel the client uses, maps to nil).
 local function typed(v, t)
@@ -83,6 +87,27 @@ function M.timestamp(s)
   return t
 end
 
+--- A length of time for people: `45s`, `12m`, `3h 5m`, `2d 4h`.
+-- @tparam number seconds
+-- @treturn string
+function M.duration_text(seconds)
+  local s = math.max(0, math.floor(seconds))
+  if s < 60 then return s .. "s" end
+  if s < 3600 then return math.floor(s / 60) .. "m" end
+  if s < 86400 then
+    local h, m = math.floor(s / 3600), math.floor(s % 3600 / 60)
+    return m > 0 and ("%dh %dm"):format(h, m) or h .. "h"
+  end
+  local d, h = math.floor(s / 86400), math.floor(s % 86400 / 3600)
+  return h > 0 and ("%dd %dh"):format(d, h) or d .. "d"
+end
+
+-- Whether an access token that expires at iso is more than opts.max_token_age seconds past.
+local function stale(iso, opts)
+  local t = M.timestamp(iso)
+  return t ~= nil and opts.now - t > opts.max_token_age
+end
+
 -- The record of one account from its list entry, updated by the live call's result.
 local function record_of(email, listed, r, opts)
   local a = (r and r.ok and type(r.value) == "table") and r.value or listed
@@ -92,6 +117,8 @@ local function record_of(email, listed, r, opts)
     max_jobs = typed(a.maxJobs, "number") or typed(listed.maxJobs, "number"),
     refreshed_at = typed(a.refreshed_at, "string") or typed(listed.refreshed_at, "string"),
     error = typed(a.error, "string"),
+    access_token_expires_at = typed(a.access_token_expires_at, "string")
+      or typed(listed.access_token_expires_at, "string"),
   }
   if r and r.ok then
     rec.credits_remaining = typed(a.credits_remaining, "number")
@@ -105,6 +132,10 @@ local function record_of(email, listed, r, opts)
     rec.status = r and r.status
     rec.state = (type(err) == "table" and err.status == M.NEEDS_REAUTH_STATUS) and "needs_reauth"
       or "unreachable"
+  elseif stale(rec.access_token_expires_at, opts) then
+    rec.state = "stale_token"
+    rec.error = ("access token expired %s ago and was not refreshed"):format(
+      M.duration_text(opts.now - M.timestamp(rec.access_token_expires_at)))
   elseif (opts.min_credits and rec.credits_remaining and rec.credits_remaining < opts.min_credits)
     or (opts.min_tokens and rec.tokens_remaining and rec.tokens_remaining < opts.min_tokens) then
     rec.state = "low_credits"
@@ -147,13 +178,36 @@ function M.check_options(opts)
   for _, k in ipairs({ "cancel", "on_result" }) do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then return nil, k .. " must be a function" end
   end
-  for _, k in ipairs({ "min_credits", "min_tokens" }) do
+  for _, k in ipairs({ "min_credits", "min_tokens", "max_token_age", "now" }) do
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
       return nil, k .. " must be a non-negative number"
     end
   end
   return true
+end
+
+--- The options with the defaults of the judging ones filled in (`max_token_age`, `now`), as
+-- `collect` uses them; for callers that judge records themselves (`judge`).
+-- @tparam[opt] table opts checked options
+-- @treturn table a copy
+function M.judging(opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.max_token_age = o.max_token_age or defaults.max_token_age
+  o.now = o.now or os.time()
+  return o
+end
+
+--- The record of one account (as `collect` makes it) from its list entry and the result of
+-- its live `get_account` call.
+-- @tparam string email
+-- @tparam table listed the account's entry of `list_accounts` (`{}` when unknown)
+-- @param result a batch result of `get_account` (`ok`, `value`, `err`), or nil when none
+-- @tparam table opts from `judging`
+-- @treturn table the record
+function M.judge(email, listed, result, opts)
+  return record_of(email, listed, result, opts)
 end
 
 --- Collect the health of every account.
@@ -164,6 +218,9 @@ end
 -- @tparam[opt] table opts
 --   `min_credits` (number: below it an account is `low_credits`),
 --   `min_tokens` (number: the same for `tokens_remaining`),
+--   `max_token_age` (seconds an access token may be past its expiry before the account is
+--   `stale_token`; default 900), `now` (seconds since the epoch to judge that by; default
+--   the current time),
 --   `concurrency` (1-50; default: the batch default),
 --   `cancel` (the batch option: a function polled while the live calls run; returning
 --   "stop" or "abort" ends them early, and the calls it ended give `unreachable` records
@@ -172,8 +229,9 @@ end
 --   result (`status`, `attempts`, `elapsed`, `err`; its `value` already dropped); e.g. for
 --   verbose output)
 -- @treturn {table,...} records sorted by email, each `{ email, tier, state,
---   credits_remaining, tokens_remaining, max_jobs, refreshed_at, error }` (`error`: the
---   account's own error text, or why the live call failed; `credits_remaining` and
+--   credits_remaining, tokens_remaining, max_jobs, refreshed_at, error,
+--   access_token_expires_at }` (`error`: the account's own error text, why the live call
+--   failed, or for `stale_token` how long ago the token expired; `credits_remaining` and
 --   `tokens_remaining` are nil when unknown) and, when the live call failed, `status`
 --   (its HTTP status, if any)
 -- @treturn table the summary (see `summarize`)
@@ -184,9 +242,9 @@ function M.collect(client, opts)
   if type(client) ~= "table" and type(client) ~= "userdata" then
     error("flowmusic.fleet.status: bad argument #1 to 'collect' (a flowmusic client expected)", 2)
   end
-  opts = opts or {}
-  local ok, why = M.check_options(opts)
+  local ok, why = M.check_options(opts or {})
   if not ok then error("flowmusic.fleet.status: bad argument #2 to 'collect' (" .. why .. ")", 2) end
+  opts = M.judging(opts)
 
   local list, err = client:list_accounts()
   if not list then return nil, err end

@@ -201,6 +201,10 @@ local function add(fields, multipart)
     if not rec then return util.error_response(507, err) end
     status = 201
   end
+  if who.stale then -- the refresh stalled: the access token expired an hour ago
+    rec.refreshed_at = util.now_ms() - tokens.STALL_MS
+    if status == 201 then rec.added = rec.refreshed_at end
+  end
   rec.error = who.broken and tokens.BROKEN or nil
   local ok
   ok, err = M.put(rec)

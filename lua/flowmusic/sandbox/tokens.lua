@@ -4,6 +4,8 @@
 --   (`low`: a starter plan nearly used up, 3 credits / 36 tokens left);
 -- * `sandbox:fail:<email>` → the refresh fails (400, nothing stored);
 -- * `sandbox:broken:<email>` → the account is stored in error state;
+-- * `sandbox:stale:<email>` → tier plus, but useapi's refresh of its access token stalled two
+--   hours ago (`refreshed_at` 2 h back, so `access_token_expires_at` is 1 h past);
 -- * any other token (≥ 10 chars) → `user-<first 8 hex of md5(token)>@flowmusic.sandbox`, tier plus.
 -- @module flowmusic.sandbox.tokens
 
@@ -29,6 +31,9 @@ M.FAILED = "refresh token failed to refresh"
 --- The `error` of an account in error state.
 M.BROKEN = "Refresh token is invalid or expired; re-add the account"
 
+--- How far back a `sandbox:stale:` account's last refresh lies, in milliseconds.
+M.STALL_MS = 2 * 3600 * 1000
+
 --- The email a non-`sandbox:` token maps to.
 -- @tparam string token
 -- @treturn string
@@ -38,13 +43,15 @@ end
 
 --- Resolve a refresh token.
 -- @tparam string token at least 10 characters
--- @treturn table `{email=, tier=, broken=bool}`, or `nil, message` when the refresh fails
+-- @treturn table `{email=, tier=, broken=bool, stale=bool}`, or `nil, message` when the refresh fails
 function M.resolve(token)
   local kind, email = token:match("^sandbox:(%a+):(.+)$")
   if kind == "fail" then
     return nil, M.FAILED
   elseif kind == "broken" then
     return { email = email, tier = "unknown", broken = true }
+  elseif kind == "stale" then
+    return { email = email, tier = "plus", stale = true }
   elseif kind and M.tiers[kind] then
     return { email = email, tier = kind }
   end
