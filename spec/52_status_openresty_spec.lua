@@ -271,3 +271,66 @@ describe("flowmusic.ngx.metrics in nginx (short interval) #once", function()
     assert(eventually(10, function() return scrape(srv):value("flowmusic_status_success") == 1 end))
   end)
 end)
+
+describe("flowmusic.ngx.metrics in nginx: change events to notify #once", function()
+  local sb, srv
+  -- notify appends each event to a file, or refuses while a flag file exists
+  local NOTIFY = [[notify = function(event, json)
+      local refuse = io.open("@PREFIX@/refuse")
+      if refuse then refuse:close() return false end
+      local f = assert(io.open("@PREFIX@/events.jsonl", "a"))
+      f:write(json, "\n")
+      f:close()
+      return true
+    end]]
+
+  local function received()
+    local list = {}
+    for line in (openresty.read_file(srv.dir .. "/events.jsonl") or ""):gmatch("[^\n]+") do
+      local e = cjson.decode(line)
+      list[#list + 1] = e.email .. " " .. e.event
+    end
+    return list
+  end
+
+  local function refreshes()
+    return scrape(srv):value("flowmusic_requests_total", { op = "list_accounts", outcome = "ok" }) or 0
+  end
+
+  setup(function()
+    sb = sandbox.start { token = API_TOKEN }
+    sb:seed(2)
+    srv = start_nginx(sb, { interval = 0.5, workers = 2, start = NOTIFY })
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    if sb then sb:stop() end
+  end)
+
+  it("calls notify once per change, keeps refused events for the next refresh, and stores no token", function()
+    local A, B = "seed-01@sandbox.test", "seed-02@sandbox.test"
+    assert(eventually(15, function() return #received() == 2 end), srv:error_log())
+    local start = refreshes()
+    assert(eventually(15, function() return refreshes() >= start + 3 end), "no further refreshes")
+    assert.same({ A .. " appeared", B .. " appeared" }, received()) -- not once per refresh
+
+    assert(io.open(srv.dir .. "/refuse", "w")):close()
+    sb:api("POST", "/accounts", { json = { refresh_token = "sandbox:broken:" .. A } })
+    start = refreshes()
+    assert(eventually(15, function() return refreshes() >= start + 3 end), "no further refreshes")
+    assert.equal(2, #received())
+    local code, dict = srv:get("/t/dict")
+    assert.equal(200, code)
+    assert.truthy(dict:find("needs_reauth", 1, true), "the refused event is kept in the dict")
+    assert.is_nil(dict:find(API_TOKEN, 1, true))
+
+    os.remove(srv.dir .. "/refuse")
+    assert(eventually(15, function() return #received() == 3 end), srv:error_log())
+    sb:api("POST", "/accounts", { json = { refresh_token = "sandbox:plus:" .. A } })
+    assert(eventually(15, function() return #received() == 4 end), srv:error_log())
+    start = refreshes()
+    assert(eventually(15, function() return refreshes() >= start + 2 end), "no further refreshes")
+    assert.same({ A .. " appeared", B .. " appeared", A .. " needs_reauth", A .. " recovered" }, received())
+  end)
+end)

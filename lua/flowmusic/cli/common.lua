@@ -63,6 +63,33 @@ function M.seconds(s, what)
   return ok
 end
 
+--- A non-negative number from an option value, or nil, message.
+function M.minimum(v, what)
+  local n = type(v) == "number" and v or (type(v) == "string" and v:match("^%s*%d+%.?%d*%s*$") and tonumber(v))
+  if not n or n < 0 then
+    return nil, ("%s must be a non-negative number, got %s"):format(what, quoted(tostring(v)))
+  end
+  return n
+end
+
+local DURATION_UNITS = { s = 1, m = 60, h = 3600, d = 86400 }
+
+--- A length of time from `90` (seconds), `10s`, `15m`, `2h`, `1d` or a sum such as `1h30m`,
+-- in seconds (positive, at most a year), or nil, message naming `what`.
+function M.duration(s, what)
+  local total, rest = 0, type(s) == "string" and s:match("^%s*(.-)%s*$") or ""
+  if rest:match("^%d+%.?%d*$") then total = tonumber(rest) rest = "" end
+  while rest ~= "" do
+    local n, unit, tail = rest:match("^(%d+%.?%d*)([smhd])(.*)$")
+    if not n then total = nil break end
+    total, rest = total + tonumber(n) * DURATION_UNITS[unit], tail
+  end
+  if not total or total <= 0 or total > 366 * 86400 then
+    return nil, ("%s must be a duration such as 90, 30s, 15m, 2h or 1d, got %s"):format(what, quoted(s))
+  end
+  return total
+end
+
 --- maxJobs from a string or a number (flowmusic.validate.max_jobs_input), never quoting a
 -- secret this process holds.
 function M.max_jobs(v, what) return validate.max_jobs_input(v, what, M.secrets()) end
@@ -84,26 +111,32 @@ end
 M.converter = converter
 
 --- Declare the connection options on an argparse command:
--- --token-file FILE, --base-url URL, --timeout SECS, --retries N, --verbose.
-function M.connection_options(cmd)
-  cmd:group("Connection options",
+-- --token-file FILE, --base-url URL, --timeout SECS, --retries N, --cacert, --capath,
+-- --proxy, --verbose. With `own_timeout`, the command's --timeout means something else
+-- (flowmusic wait) and attempts keep the default.
+function M.connection_options(cmd, own_timeout)
+  local opts = {
     cmd:option("--token-file", "Read the useapi.net API token from FILE (default: $USEAPI_TOKEN).")
       :argname("FILE"):overwrite(false),
     cmd:option("--base-url", "API base URL (default: $FLOWMUSIC_BASE_URL, else " .. defaults.base_url .. ").")
       :argname("URL"):overwrite(false),
-    cmd:option("--timeout", ("Seconds per attempt (default %s)."):format(defaults.timeout))
-      :argname("SECS"):overwrite(false):convert(converter(M.seconds, "--timeout")),
-    cmd:option("--retries", ("Re-sends after a failed attempt, 0-%d (default %d).")
-      :format(defaults.max_retries, defaults.retries))
-      :argname("N"):overwrite(false):convert(converter(M.retries, "--retries")),
-    cmd:option("--cacert", "Trust the CAs of this PEM file (default: $CURL_CA_BUNDLE, then $SSL_CERT_FILE).")
-      :argname("FILE"):overwrite(false),
-    cmd:option("--capath", "Trust the CAs of this hashed directory (default: $SSL_CERT_DIR).")
-      :argname("DIR"):overwrite(false),
-    cmd:option("--proxy", "Go through this proxy (default: $HTTPS_PROXY, $ALL_PROXY; $NO_PROXY).")
-      :argname("URL"):overwrite(false),
-    cmd:flag("--verbose", "Per-request timing and attempts on stderr (never any secret).")
-  )
+  }
+  if not own_timeout then
+    opts[#opts + 1] = cmd:option("--timeout", ("Seconds per attempt (default %s)."):format(defaults.timeout))
+      :argname("SECS"):overwrite(false):convert(converter(M.seconds, "--timeout"))
+  end
+  opts[#opts + 1] = cmd:option("--retries", ("Re-sends after a failed attempt, 0-%d (default %d).")
+    :format(defaults.max_retries, defaults.retries))
+    :argname("N"):overwrite(false):convert(converter(M.retries, "--retries"))
+  opts[#opts + 1] = cmd:option("--cacert",
+    "Trust the CAs of this PEM file (default: $CURL_CA_BUNDLE, then $SSL_CERT_FILE).")
+    :argname("FILE"):overwrite(false)
+  opts[#opts + 1] = cmd:option("--capath", "Trust the CAs of this hashed directory (default: $SSL_CERT_DIR).")
+    :argname("DIR"):overwrite(false)
+  opts[#opts + 1] = cmd:option("--proxy", "Go through this proxy (default: $HTTPS_PROXY, $ALL_PROXY; $NO_PROXY).")
+    :argname("URL"):overwrite(false)
+  opts[#opts + 1] = cmd:flag("--verbose", "Per-request timing and attempts on stderr (never any secret).")
+  cmd:group("Connection options", (table.unpack or unpack)(opts))
 end
 
 --- Declare the output options on an argparse command: --json and --csv (exclusive).

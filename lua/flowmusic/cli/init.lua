@@ -22,8 +22,10 @@ M.COMMANDS = {
   { "accounts", "List, show, add, change or delete accounts (list|get|add|set-max-jobs|delete)." },
   { "usage", "Usage report of one account or of all (--all): totals, per day, account, type, song." },
   { "batch", "Run many account operations from a CSV or JSON Lines file, concurrently." },
-  { "status", "Health of every account (ok, needs_reauth, low_credits, unreachable);"
-    .. " exit status for cron; Prometheus textfile." },
+  { "status", "Health of every account (ok, needs_reauth, low_credits, unreachable, stale_token);"
+    .. " exit status for cron; Prometheus textfile; change alerts (--state)." },
+  { "history", "The change events 'status --state' recorded: when accounts broke and recovered." },
+  { "wait", "Wait until an account is ok, exists or is gone (exit 124 on timeout)." },
   { "plan", "Compare a fleet file with the live accounts and show what apply would do." },
   { "apply", "Make the live accounts match a fleet file or a saved plan." },
   { "sandbox", "Run the local sandbox of the accounts API (start|stop|status)." },

@@ -27,11 +27,20 @@
 --   flowmusic client reports as `flowmusic_requests_total{op,outcome}`, a counter across all
 --   workers (the shared dict). The status client counts itself; give your own clients
 --   `on_event = require("flowmusic.ngx.metrics").on_event`.
--- * The API token is never stored, logged or exposed: the dict holds metrics text, times
---   and counters keyed by operation and outcome only.
+-- * **Change events.** With `notify` (a function), each refresh compares the fleet with the
+--   last one (flowmusic.fleet.events: appeared, disappeared, recovered, needs_reauth,
+--   unreachable, low_credits, stale_token, reminder) and calls `notify(event, json)` once
+--   per event, in order. The known states and the events `notify` did not take (it returned
+--   false or nil, or raised) stay in the shared dict and go first on the next refresh, so one
+--   is never lost or repeated while nginx runs.
+-- * The API token is never stored, logged or exposed: the dict holds metrics text, times,
+--   counters keyed by operation and outcome, and the account states and events (emails,
+--   states, credits, messages) only.
 -- @module flowmusic.ngx.metrics
 local prometheus = require "flowmusic.fleet.prometheus"
 local status = require "flowmusic.fleet.status"
+local events = require "flowmusic.fleet.events"
+local core = require "flowmusic.core"
 
 local M = {}
 
@@ -49,10 +58,12 @@ local KEY_DATA = "status:data"          -- "<collected at>\n<account metrics tex
 local KEY_OK = "status:ok"              -- whether the last refresh listed the accounts
 local KEY_LOCK = "status:lock"          -- held while a refresh runs
 local KEY_REFRESHES = "status:refreshes" -- refreshes done (for tests and logs)
+local KEY_KNOWN = "events:known"        -- JSON: email -> last state (flowmusic.fleet.events)
+local KEY_PENDING = "events:pending"    -- JSON array: events notify has not taken yet
 local REQ_PREFIX = "req\t"              -- "req\t<op>\t<outcome>" -> count
 
 local option_names = { dict = true, interval = true, client = true, min_credits = true,
-  min_tokens = true, concurrency = true }
+  min_tokens = true, max_token_age = true, concurrency = true, notify = true, remind = true }
 
 -- This worker's settings (set by start).
 local cfg = nil
@@ -112,6 +123,40 @@ local function status_client()
   return client
 end
 
+-- A JSON value from the dict, or the fallback when absent or unreadable.
+local function stored(d, key, fallback)
+  local text = d:get(key)
+  local v = text and core.json_decode(text)
+  if type(v) ~= "table" then return fallback end
+  return v
+end
+
+-- Compare records with the stored states and hand the events (the backlog first) to
+-- notify; stores what is left. Runs under the refresh lock.
+local function notify_changes(d, records)
+  local now = ngx.now()
+  local known = stored(d, KEY_KNOWN, {})
+  if events.check_known(known) then known = {} end
+  local new, next_known = events.detect(known, records, { now = now, remind = cfg.remind,
+    min_credits = cfg.status_opts.min_credits, min_tokens = cfg.status_opts.min_tokens })
+  local queue = stored(d, KEY_PENDING, {})
+  for _, e in ipairs(new) do queue[#queue + 1] = e end
+  local ok, err = d:set(KEY_KNOWN, require("flowmusic.format").json(next_known))
+  if not ok then ngx.log(ngx.WARN, "flowmusic.ngx.metrics: cannot store the account states: ", err) end
+  local left = {}
+  for _, e in ipairs(queue) do
+    local taken = false
+    if #left == 0 then -- in order: after one that failed, the rest waits too
+      local pok, res = pcall(cfg.notify, e, events.json(e))
+      taken = pok and res and true or false
+      if not pok then ngx.log(ngx.WARN, "flowmusic.ngx.metrics: notify raised: ", tostring(res)) end
+    end
+    if not taken then left[#left + 1] = e end
+  end
+  ok, err = d:set(KEY_PENDING, #left > 0 and require("flowmusic.format").json(left) or nil)
+  if not ok then ngx.log(ngx.WARN, "flowmusic.ngx.metrics: cannot keep the events not delivered: ", err) end
+end
+
 --- Refresh the stored status once (what the timer does). Skipped when another refresh
 -- holds the lock.
 -- @treturn boolean|nil true refreshed, false the list call failed, nil skipped
@@ -139,6 +184,7 @@ function M.refresh()
   if ok and records then
     local data = ("%.3f\n"):format(now) .. prometheus.render(prometheus.account_families(records, summary))
     local sok, serr = d:set(KEY_DATA, data)
+    if cfg.notify then notify_changes(d, records) end
     if sok then
       result = true
     else
@@ -175,7 +221,10 @@ end
 --   `interval` (seconds, default 60),
 --   `client` (a table of `flowmusic.new` options, default `{}`: token and base URL from the
 --   environment; or a function returning a client),
---   `min_credits`, `min_tokens`, `concurrency` (passed to `flowmusic.fleet.status.collect`)
+--   `min_credits`, `min_tokens`, `max_token_age`, `concurrency` (passed to
+--   `flowmusic.fleet.status.collect`),
+--   `notify` (function(event, json) -> true when delivered: called once per change event),
+--   `remind` (seconds: repeat a state other than ok at most this often)
 -- @treturn true
 -- @raise on misuse (unknown option, bad interval, missing dict, a timer that can't be made)
 function M.start(opts)
@@ -195,14 +244,21 @@ function M.start(opts)
   if opts.client ~= nil and type(opts.client) ~= "table" and type(opts.client) ~= "function" then
     error("flowmusic.ngx.metrics: bad argument #1 to 'start' (client must be a table of options or a function)", 2)
   end
+  if opts.notify ~= nil and type(opts.notify) ~= "function" then
+    error("flowmusic.ngx.metrics: bad argument #1 to 'start' (notify must be a function)", 2)
+  end
+  if opts.remind ~= nil and (type(opts.remind) ~= "number" or opts.remind ~= opts.remind or opts.remind <= 0) then
+    error("flowmusic.ngx.metrics: bad argument #1 to 'start' (remind must be a positive number of seconds)", 2)
+  end
   local status_opts = { min_credits = opts.min_credits, min_tokens = opts.min_tokens,
-    concurrency = opts.concurrency }
+    max_token_age = opts.max_token_age, concurrency = opts.concurrency }
   local sok, why = status.check_options(status_opts)
   if not sok then error("flowmusic.ngx.metrics: bad argument #1 to 'start' (" .. why .. ")", 2) end
   local name = opts.dict or M.DEFAULT_DICT
   shared(name, 2)
   cfg = {
     dict = name, interval = interval, client = opts.client, status_opts = status_opts,
+    notify = opts.notify, remind = opts.remind,
     -- a refresh that never releases the lock (its worker died) stops blocking after this
     lock_ttl = math.max(10 * interval, 600),
   }
