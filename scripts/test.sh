@@ -82,7 +82,8 @@ report() {
     else
         failed=$((failed + 1)); echo "   FAILED (exit code $rc)"
     fi
-    if ((rc != 0)); then tail -n 60 "$log" | sed 's/^/   | /'; fi
+    # (awk ends every line, also the unfinished last one of a suite that was stopped)
+    if ((rc != 0)); then tail -n 60 "$log" | awk '{ print "   | " $0 }'; fi
 }
 
 # specs LUA BUILD_DIR [K N]: the specs with one interpreter and one build (part K of N).

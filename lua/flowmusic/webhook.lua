@@ -15,7 +15,6 @@
 -- and its values appear in no error and in no `tostring`.
 -- @module flowmusic.webhook
 local engine = require "flowmusic.engine"
-local ops = require "flowmusic.ops"
 local settings = require "flowmusic.settings"
 local validate = require "flowmusic.validate"
 local proxy = require "flowmusic.proxy"
@@ -33,6 +32,11 @@ local option_checks = {
   proxy = function(v) return type(v) == "string" and v or nil, "proxy must be a string" end,
   allow_http = function(v) if type(v) == "boolean" then return v end return nil, "allow_http must be a boolean" end,
 }
+
+-- What the scheduler and the retry policy read of a delivery: a write whose answer body is
+-- ignored, never re-sent once it may have arrived. (Not an API operation: it is not in
+-- flowmusic.ops, so no client method sends it to the API.)
+local DELIVERY = { name = "webhook_post", label = "notify", answer = "none", extras = {} }
 
 local states = setmetatable({}, { __mode = "k" }) -- hook -> { run, session, call, url }
 
@@ -108,8 +112,10 @@ function M.new(url, opts)
   local secrets = secrets_of(url)
   for _, s in ipairs(cfg.proxy_secrets) do secrets[#secrets + 1] = s end
   cfg.proxy_secrets = secrets -- (the engine keeps these out of every error)
-  local call = assert(ops.prepare("request", { n = 2, "POST", "/" }))
-  call.url = url
+  -- (the path as messages show it: without the query, which may hold a key)
+  local path = url:match("^%a+://[^/?#]*(/[^?#]*)") or "/"
+  local call = { op = DELIVERY, name = DELIVERY.name, method = "POST", url = url, path = path,
+    answer = DELIVERY.answer, compressed = false, fresh = true, resend = false, write = true }
   local session = engine.session(cfg)
   local hook = setmetatable({ url = M.show(url) }, Hook)
   states[hook] = { session = session, cfg = cfg, run = engine.single(session, cfg), call = call }
