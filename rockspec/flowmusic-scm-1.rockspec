@@ -98,6 +98,7 @@ exit $s
       ["flowmusic.sandbox.host"] = "lua/flowmusic/sandbox/host.lua",
       ["flowmusic.sandbox.json"] = "lua/flowmusic/sandbox/json.lua",
       ["flowmusic.sandbox.multipart"] = "lua/flowmusic/sandbox/multipart.lua",
+      ["flowmusic.sandbox.saturation"] = "lua/flowmusic/sandbox/saturation.lua",
       ["flowmusic.sandbox.server"] = "lua/flowmusic/sandbox/server.lua",
       ["flowmusic.sandbox.tokens"] = "lua/flowmusic/sandbox/tokens.lua",
       ["flowmusic.sandbox.usage"] = "lua/flowmusic/sandbox/usage.lua",

@@ -38,13 +38,13 @@ end)
 
 describe("an operation added at run time", function()
   local sb, client
-  local JOBS = "/v1/flowmusic/jobs"
+  local JOBS = "/v1/flowmusic/queue" -- (a path the sandbox does not serve)
   setup(function()
     sb = sandbox.start()
     -- A throwaway record: nothing else in the library changes.
     ops.define {
       name = "spec_list_jobs", label = "list jobs", max_args = 0,
-      build = function() return { method = "GET", path = "/jobs" } end,
+      build = function() return { method = "GET", path = "/queue" } end,
       answer = "object", resend = function() return true end,
     }
     client = h.client(sb, { retries = 2, random = function() return 0 end })
@@ -62,7 +62,7 @@ describe("an operation added at run time", function()
     assert.equal("http", err.kind)
     assert.equal(404, err.status)
     assert.equal("GET", err.method)
-    assert.equal("/jobs", err.path)
+    assert.equal("/queue", err.path)
   end)
 
   it("inherits the retry policy", function()

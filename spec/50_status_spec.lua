@@ -114,7 +114,8 @@ describe("flowmusic.fleet.status.collect", function()
     assert.equal("ok", r[QUOTE].state)
     assert.same({ email = OK1, tier = "plus", state = "ok", credits_remaining = 5000,
       tokens_remaining = 60000, max_jobs = 12, refreshed_at = r[OK1].refreshed_at,
-      access_token_expires_at = r[OK1].access_token_expires_at }, r[OK1])
+      access_token_expires_at = r[OK1].access_token_expires_at, subscription_plan = "plus-monthly",
+      jobs_running = 0 }, r[OK1])
     assert.truthy(status.timestamp(r[OK1].refreshed_at))
     -- the sandbox's access tokens live an hour from the refresh
     assert.equal(3600, status.timestamp(r[OK1].access_token_expires_at) - status.timestamp(r[OK1].refreshed_at))
@@ -137,14 +138,14 @@ describe("flowmusic.fleet.status.collect", function()
     assert.matches("^http 503 on GET /accounts/down%%40sandbox%.test", r[DOWN].error)
     assert.equal("plus", r[DOWN].tier)                -- from the list: still known
     assert.equal(12, r[DOWN].max_jobs)
-    assert.same({ total = 8, ok = 4, needs_reauth = 2, low_credits = 1, unreachable = 1, stale_token = 0 },
-      summary)
+    assert.same({ total = 8, ok = 4, needs_reauth = 2, low_credits = 1, unreachable = 1, stale_token = 0,
+      subscription = { active = true, accounts_max = 50 } }, summary)
     assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable, 0 stale_token",
       status.summary_line(summary))
     c:close()
   end)
 
-  it("calls list once and get_account once per account, and writes nothing", function()
+  it("calls list once, get_account once per account, list_jobs and get_subscription once, and writes nothing", function()
     local sb2 = sandbox.start { token = API_TOKEN }
     sb2:seed(3)
     local c = helper.client(sb2)
@@ -153,8 +154,10 @@ describe("flowmusic.fleet.status.collect", function()
     local req = sb2:requests()
     sb2:stop()
     assert.equal(3, #records)
-    assert.equal(4, req.total)
+    assert.equal(6, req.total)
     assert.equal(1, req.by["GET /v1/flowmusic/accounts"])
+    assert.equal(1, req.by["GET /v1/flowmusic/jobs"])
+    assert.equal(1, req.by["GET /v2/account"])
     for _, r in ipairs(records) do
       assert.equal("ok", r.state)
       assert.equal(1, req.by["GET /v1/flowmusic/accounts/" .. encoded(r.email)])
@@ -336,8 +339,9 @@ describe("flowmusic.fleet.prometheus", function()
 end)
 
 describe("flowmusic status", function()
-  local HEADER = { "EMAIL", "TIER", "STATE", "CREDITS", "TOKENS", "MAXJOBS", "REFRESHED", "MESSAGE" }
-  local KEYS = "email,tier,state,credits_remaining,tokens_remaining,max_jobs,refreshed_at,error,access_token_expires_at"
+  local HEADER = { "EMAIL", "TIER", "STATE", "CREDITS", "TOKENS", "MAXJOBS", "JOBS", "REFRESHED", "MESSAGE" }
+  local KEYS = "email,tier,state,credits_remaining,tokens_remaining,max_jobs,refreshed_at,error,"
+    .. "access_token_expires_at,jobs_running"
 
   it("prints a table sorted by email and the summary line", function()
     local code, out, err = run("--retries 0 --min-credits 10")
@@ -346,11 +350,12 @@ describe("flowmusic status", function()
     local head = {}
     for w in l[1]:gmatch("%S+") do head[#head + 1] = w end
     assert.same(HEADER, head)
-    assert.equal(#ALL + 2, #l)
+    assert.equal(#ALL + 3, #l)
     for i, email in ipairs(ALL) do assert.equal(email, l[i + 1]:match("^(%S+)")) end
-    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable, 0 stale_token", l[#l])
+    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable, 0 stale_token", l[#l - 1])
+    assert.equal("8 of 50 accounts", l[#l]) -- the subscription's headroom (GET /v2/account)
     local ok_row = l[1 + 7]      -- seed-01
-    assert.matches("^seed%-01@sandbox%.test%s+plus%s+ok%s+5000%s+60000%s+12%s+%d+s ago%s+%-$", ok_row)
+    assert.matches("^seed%-01@sandbox%.test%s+plus%s+ok%s+5000%s+60000%s+12%s+0%s+%d+s ago%s+%-$", ok_row)
     local low_row
     local free_row
     for _, row in ipairs(l) do
@@ -386,7 +391,8 @@ describe("flowmusic status", function()
     assert.equal(cjson.null, free.tokens_remaining)
     assert.equal(cjson.null, free.error)
     assert.truthy(status.timestamp(low.refreshed_at))
-    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable, 0 stale_token\n", err)
+    assert.equal("8 accounts: 4 ok, 2 needs_reauth, 1 low_credits, 1 unreachable, 0 stale_token\n"
+      .. "8 of 50 accounts\n", err)
   end)
 
   it("--csv writes CSV with the same keys, summary on stderr", function()
@@ -396,7 +402,8 @@ describe("flowmusic status", function()
     assert.equal(KEYS, l[1])
     assert.equal(#ALL + 1, #l)
     assert.matches("^broken@sandbox%.test,unknown,needs_reauth,,,2,[^,]+,Refresh token is invalid", l[2])
-    assert.equal("8 accounts: 5 ok, 2 needs_reauth, 0 low_credits, 1 unreachable, 0 stale_token\n", err)
+    assert.equal("8 accounts: 5 ok, 2 needs_reauth, 0 low_credits, 1 unreachable, 0 stale_token\n"
+      .. "8 of 50 accounts\n", err)
   end)
 
   it("--verbose adds one line per live call on stderr: status, attempts, time", function()

@@ -154,7 +154,7 @@ needs@fleet.test,,
     -- Every row has exactly the five keys, in order.
     assert.are.equal('{"action":"ok","email":"ok@fleet.test","from_max_jobs":4,"to_max_jobs":4,"message":null}',
       clih.lines(out)[1])
-    assert.are.same({ ["GET " .. prefix .. "/accounts"] = 1 }, d)
+    assert.are.same({ ["GET " .. prefix .. "/accounts"] = 1, ["GET " .. prefix .. "/jobs"] = 1 }, d)
 
     local d2, rc2, out2 = requests_during(function() return cli:run("plan " .. clih.q(path) .. " --prune") end)
     assert.are.equal(1, rc2)
@@ -210,6 +210,7 @@ reauth@fleet.test,5,tokens/reauth.txt
     assert.are.equal(0, rc, err)
     assert.are.same({
       ["GET " .. prefix .. "/accounts"] = 2, -- the plan, then the convergence check
+      ["GET " .. prefix .. "/jobs"] = 1, -- the plan's warnings
       ["POST " .. prefix .. "/accounts"] = 3, -- set-max-jobs, add (with maxJobs), reauth (with maxJobs)
       ["DELETE " .. prefix .. "/accounts/" .. esc("old@fleet.test")] = 1,
       ["DELETE " .. prefix .. "/accounts/" .. esc("needs@fleet.test")] = 1,

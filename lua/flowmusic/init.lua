@@ -123,6 +123,8 @@ function M.new(opts)
   local cfg, smsg = settings.transport(o, base_url)
   if not cfg then error("flowmusic.new: " .. smsg, 2) end
   cfg.base_url, cfg.token = base_url, token
+  -- useapi.net's other endpoints (/v2/account) sit beside the API's /v1/flowmusic
+  cfg.service_root = base_url:gsub("/v1/flowmusic$", "")
   local session = engine.session(cfg)
   local client = setmetatable({ base_url = base_url }, Client)
   states[client] = { session = session, cfg = cfg, records = {}, busy = false,
@@ -150,7 +152,7 @@ local function record(st, name, args)
   end
   local call, msg = ops.prepare(name, args)
   if not call then return nil, msg end
-  call.url = st.cfg.base_url .. call.path
+  call.url = (call.root and st.cfg.service_root or st.cfg.base_url) .. call.path
   if simple and not call.secrets then
     if not cache or cache.n >= 256 then cache = { n = 0 } st.records[name] = cache end
     cache[args[1]], cache.n = call, cache.n + 1

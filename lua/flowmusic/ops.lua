@@ -9,7 +9,8 @@
 -- * `min_args`, `max_args`: positional arguments; one more trailing table holds per-call
 --   options (`timeout`, `deadline`, `retries`, plus the record's own `options`)
 -- * `build(args, opts)`: checks the arguments, returns the request: `{ method, path, json,
---   secrets, compressed }`, or nil and a message
+--   secrets, compressed, root }` (`root`: the path is below the service's root, the base URL
+--   without its `/v1/flowmusic`, as for useapi.net's `/v2/account`), or nil and a message
 -- * `answer`: `"object"` (a JSON object is decoded), `"none"` (the body is ignored) or `"raw"`
 --   (any status is a result: body, status, headers)
 -- * `shape(doc, null)`: optional; nil, or a message saying which field has the wrong type
@@ -179,6 +180,31 @@ M.define {
   resend = always,
 }
 
+M.define {
+  name = "list_jobs", label = "list jobs",
+  build = function() return { method = "GET", path = "/jobs" } end,
+  answer = "object",
+  shape = function(doc)
+    if doc.jobs ~= nil and type(doc.jobs) ~= "table" then return "'jobs' must be an array" end
+    if doc.accounts ~= nil and type(doc.accounts) ~= "table" then return "'accounts' must be an object" end
+  end,
+  resend = always,
+}
+
+M.define {
+  name = "get_subscription", label = "get subscription",
+  -- useapi.net's own account endpoint: beside the API, not below its base URL
+  build = function() return { method = "GET", path = "/v2/account", root = true } end,
+  answer = "object",
+  shape = function(doc)
+    if doc.maxAccountsPerAPI ~= nil and type(doc.maxAccountsPerAPI) ~= "number" then
+      return "'maxAccountsPerAPI' must be a number"
+    end
+    if doc.accounts ~= nil and type(doc.accounts) ~= "table" then return "'accounts' must be an object" end
+  end,
+  resend = always,
+}
+
 local request_methods = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true }
 
 M.define {
@@ -259,7 +285,8 @@ function M.prepare(name, args)
   local body = req.json and format.json(req.json, true)
   local method = req.method
   return {
-    op = rec, name = name, method = method, path = req.path, body = body, secrets = req.secrets,
+    op = rec, name = name, method = method, path = req.path, root = req.root or false, body = body,
+    secrets = req.secrets,
     compressed = req.compressed or false, fresh = rec.fresh(method), answer = rec.answer,
     resend = rec.resend(method), write = rec.write(method),
     timeout = opts and opts.timeout, deadline = opts and opts.deadline, retries = opts and opts.retries,

@@ -157,6 +157,7 @@ function M.run(args)
   end
   local info = mode == "table" and io.stdout or io.stderr
   local counts = plancmd.show(p, "table", info)
+  for _, w in ipairs(p.warnings or {}) do common.say(M.name, "warning: " .. w.message) end
 
   if counts.writes > 0 and not args.yes then
     if not stdin_is_tty() then

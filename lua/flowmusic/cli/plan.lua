@@ -81,8 +81,8 @@ function M.api_error(err)
 end
 
 local DESCRIPTION = [[
-Compares the fleet file FLEET with the live accounts (GET /accounts only: nothing
-is written) and shows what 'flowmusic apply' would do:
+Compares the fleet file FLEET with the live accounts (GET /accounts, and GET /jobs
+for warnings: nothing is written) and shows what 'flowmusic apply' would do:
   + add carol@x.com (maxJobs 2)       missing, refresh_token_file given
   ~ reauth bob@x.com                   error state, refresh_token_file given
   ~ set-max-jobs alice@x.com 4 -> 8    maxJobs differs
@@ -90,6 +90,8 @@ is written) and shows what 'flowmusic apply' would do:
   ! missing dave@x.com: ...            not live, no refresh_token_file (a problem)
   ! needs-reauth erin@x.com: ...       error state, no refresh_token_file (a problem)
   Plan: 1 to add, 1 to re-authenticate, 1 to change, 1 to delete; 2 problems.
+Warnings on stderr: maxJobs set below the jobs an account runs now, an account
+deleted while it runs jobs (or the jobs could not be listed). They change nothing.
 
 FLEET is CSV with the header email,max_jobs,refresh_token_file or JSON Lines with
 the same keys (read like batch files). An empty max_jobs leaves maxJobs alone;
@@ -130,6 +132,7 @@ function M.run(args)
     return common.FAILED
   end
   local c = M.show(p, mode)
+  for _, w in ipairs(p.warnings or {}) do common.say(M.name, "warning: " .. w.message) end
   if args.out then
     local text, eerr = fleet.encode(p)
     if not text then common.say(M.name, eerr) return common.USAGE end

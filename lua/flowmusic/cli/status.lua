@@ -41,10 +41,13 @@ The health of every account: lists the accounts, then gets each one live
   ok
 Nothing is written to the API.
 
-Output: a table (email, tier, state, credits, tokens, maxJobs, refreshed, message) and
-a summary line; --json / --csv give the keys
+Output: a table (email, tier, state, credits, tokens, maxJobs, jobs running,
+refreshed, message), a summary line and the subscription's headroom ("48 of 50
+accounts"); --json / --csv give the keys
 email,tier,state,credits_remaining,tokens_remaining,max_jobs,refreshed_at,error,
-access_token_expires_at with the summary on stderr.
+access_token_expires_at,jobs_running with the summary on stderr. The jobs
+(GET /jobs) and the subscription (GET /v2/account) never fail the status: when
+they can't be had, stderr says so and the rest is shown.
 
 Alerts: --state FILE keeps each account's last state; with --changes-only only the
 events since the last run are printed (nothing when nothing changed), with the keys
@@ -74,6 +77,7 @@ local TABLE_COLUMNS = {
   { key = "credits_remaining", title = "CREDITS", right = true },
   { key = "tokens_remaining", title = "TOKENS", right = true },
   { key = "max_jobs", title = "MAXJOBS", right = true },
+  { key = "jobs_running", title = "JOBS", right = true },
   { key = "refreshed", title = "REFRESHED" }, { key = "error", title = "MESSAGE" },
 }
 
@@ -190,10 +194,10 @@ local function url_target(args, verbose)
 end
 
 -- Write the textfile when asked; returns true, or false after saying why not.
-local function write_textfile(path, records, summary)
+local function write_textfile(path, records, summary, duration)
   if not path then return true end
   local ok, err = prometheus.write_file(path,
-    prometheus.exposition(records, summary, { timestamp = os.time() }))
+    prometheus.exposition(records, summary, { timestamp = os.time(), duration = duration }))
   if not ok then common.say("status", err) end
   return ok and true or false
 end
@@ -202,7 +206,8 @@ end
 local function table_row(r, now)
   return { email = r.email, tier = r.tier, state = r.state,
     credits_remaining = r.credits_remaining, tokens_remaining = r.tokens_remaining,
-    max_jobs = r.max_jobs, refreshed = M.age(status.timestamp(r.refreshed_at), now),
+    max_jobs = r.max_jobs, jobs_running = r.jobs_running,
+    refreshed = M.age(status.timestamp(r.refreshed_at), now),
     error = r.error }
 end
 
@@ -226,19 +231,40 @@ local function print_events(mode, list)
   end
 end
 
+-- The footer: the subscription's headroom ("48 of 50 accounts"), and what could not be
+-- learnt about jobs and the subscription (never a failure of the status).
+local function footer(records, summary)
+  local lines, notes = {}, {}
+  local sub = summary.subscription
+  if sub and sub.accounts_max then
+    lines[#lines + 1] = ("%d of %d accounts"):format(#records, sub.accounts_max)
+      .. (sub.active == false and " (the useapi.net subscription is not active)" or "")
+  elseif sub and sub.active == false then
+    lines[#lines + 1] = "the useapi.net subscription is not active"
+  end
+  if summary.subscription_error then
+    notes[#notes + 1] = "cannot get the useapi.net subscription: " .. summary.subscription_error
+  end
+  if summary.jobs_error then notes[#notes + 1] = "cannot list the running jobs: " .. summary.jobs_error end
+  return lines, notes
+end
+
 -- Print the status records (the default output).
 local function print_records(mode, records, summary)
+  local lines, notes = footer(records, summary)
+  local out = mode == "table" and io.stdout or io.stderr -- machine output keeps stdout to itself
   if mode == "table" then
     local now, rows = os.time(), {}
     for i, r in ipairs(records) do rows[i] = table_row(r, now) end
     io.stdout:write(output.render(TABLE_COLUMNS, rows))
-    io.stdout:write(status.summary_line(summary), "\n")
   else
     local w = output.writer(mode, MACHINE_COLUMNS)
     for _, r in ipairs(records) do w:add(r) end
     w:finish()
-    io.stderr:write(status.summary_line(summary), "\n")
   end
+  out:write(status.summary_line(summary), "\n")
+  for _, l in ipairs(lines) do out:write(common.clean(l), "\n") end
+  for _, n in ipairs(notes) do common.say("status", n) end
 end
 
 -- Collect with --state: events, history, notifications. Returns records, summary (or nil,
@@ -296,6 +322,7 @@ function M.run(args)
     max_token_age = args.max_token_age, concurrency = tonumber(args.concurrency),
     cancel = common.cancel, on_result = on_result }
   local records, summary, code, list
+  local started = require("flowmusic.core").now()
   if args.state then
     records, summary, code, list = watched(client, args, collect_opts)
     if not records and not summary then client:close() return code end
@@ -304,14 +331,15 @@ function M.run(args)
     code = common.OK
   end
   client:close()
+  local duration = require("flowmusic.core").now() - started
   if not records then
     common.say("status", "cannot list the accounts: " .. common.describe(summary))
-    write_textfile(args.prometheus, nil)
+    write_textfile(args.prometheus, nil, nil, duration)
     return common.FAILED
   end
 
   if args.changes_only then print_events(mode, list) else print_records(mode, records, summary) end
-  local written = write_textfile(args.prometheus, records, summary)
+  local written = write_textfile(args.prometheus, records, summary, duration)
   for _, r in ipairs(records) do
     if fail_on[r.state] then return common.FAILED end
   end

@@ -75,6 +75,9 @@ return {
       cmd:option("--html", "Also write the report as one self-contained HTML file (chart of charged "
         .. "credits per day by account, tables; no script, no external assets).")
         :argname("FILE"):overwrite(false),
+      cmd:option("--prometheus", "With --all: also write the spend per account (charged credits today and"
+        .. " in the range) as a Prometheus textfile, atomically.")
+        :argname("FILE"):overwrite(false),
       cmd:flag("--chart", "Draw the per-day bars even when stdout is not a terminal (tables only)."))
     common.connection_options(cmd)
     common.output_options(cmd)

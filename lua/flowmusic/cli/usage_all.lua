@@ -54,13 +54,14 @@ local FLEET_SONG_COLUMNS = {
 
 --- Check the options of `usage` (those argparse can't judge alone: how they combine) and
 -- put them in one shape. Returns the options { all, email, since, until, by, concurrency,
--- html, chart, verbose, mode }, or nil, message (a usage error).
+-- html, prometheus, chart, verbose, mode }, or nil, message (a usage error).
 -- @param raw parsed options (argparse's result: all, since, until, by, concurrency, html,
---   chart, verbose)
+--   prometheus, chart, verbose)
 -- @param email the EMAIL argument or nil
 -- @param mode "table", "json" or "csv"
 function M.options(raw, email, mode)
   local o = { all = raw.all and true or false, email = email, by = raw.by, html = raw.html,
+    prometheus = raw.prometheus,
     chart = raw.chart and true or false, verbose = raw.verbose and true or false, mode = mode }
   if o.all and email then return nil, "--all takes no EMAIL" end
   if not o.all then
@@ -68,6 +69,7 @@ function M.options(raw, email, mode)
     local ok, msg = common.email(email)
     if not ok then return nil, msg end
     if raw.concurrency then return nil, "--concurrency goes with --all" end
+    if raw.prometheus then return nil, "--prometheus goes with --all" end
   end
   for _, name in ipairs({ "since", "until" }) do
     local v = raw[name]
@@ -226,9 +228,18 @@ end
 -- SIGINT/SIGTERM flowmusic.cli ends with 130/143 instead.)
 function M.run(client, o)
   local agg, code = collect(client, o)
+  if o.prometheus then
+    local prometheus = require "flowmusic.fleet.prometheus"
+    local ok, err = prometheus.write_file(o.prometheus, prometheus.render(prometheus.usage_families(agg,
+      { timestamp = os.time() })))
+    if not ok then
+      common.say("usage", err)
+      code = common.FAILED
+    end
+  end
   if not agg then return code end
   if o.mode == "table" then human(agg, o) else machine(agg, o) end
-  code = agg.total.failed > 0 and common.FAILED or common.OK
+  if code ~= common.FAILED then code = agg.total.failed > 0 and common.FAILED or common.OK end
   if o.html then
     local title = o.all and "Flow Music usage: all accounts" or ("Flow Music usage: " .. o.email)
     local ok, err = write_html(o.html, agg, title)

@@ -6,7 +6,7 @@
 --       { email = "carol@x.com", max_jobs = 2, refresh_token_file = "tokens/carol.txt" },
 --       { email = "erin@x.com", refresh_token = os.getenv "ERIN_TOKEN" },
 --     }
---     local plan, err = fleet.make(client, want, { prune = false }) -- GET /accounts only
+--     local plan, err = fleet.make(client, want, { prune = false }) -- GET /accounts and /jobs
 --     for _, row in ipairs(plan.rows) do print(row.action, row.email) end
 --     local results = fleet.apply(client, plan, { concurrency = 8 }) -- through client:batch
 --     local live = client:list_accounts()
@@ -130,11 +130,39 @@ local function check_options(opts, known, fname)
   return opts
 end
 
--- The live accounts (GET /accounts) as a batch of one, so that `cancel` can stop it.
-local function read_live(client, cancel)
-  local r = client:batch({ { "list_accounts" } }, { concurrency = 1, cancel = cancel })[1]
-  if r.ok then return r.value end
-  return nil, r.err
+-- The live accounts (GET /accounts) and, with_jobs, the jobs running now (GET /jobs) in one
+-- batch, so that `cancel` can stop it. The jobs are only for warnings: their failure is a
+-- message.
+local function read_live(client, cancel, with_jobs)
+  if not with_jobs then
+    local r = client:batch({ { "list_accounts" } }, { concurrency = 1, cancel = cancel })[1]
+    if r.ok then return r.value end
+    return nil, r.err
+  end
+  local rs = client:batch({ { "list_accounts" }, { "list_jobs" } }, { concurrency = 2, cancel = cancel })
+  if not rs[1].ok then return nil, rs[1].err end
+  if not rs[2].ok then return rs[1].value, nil, require("flowmusic.errors").text(rs[2].err) end
+  return rs[1].value, require("flowmusic.fleet.status").running_jobs(rs[2].value)
+end
+
+--- Warnings about running jobs: a `set-max-jobs` row below the jobs an account runs now,
+-- a `delete` row of an account with jobs running.
+-- @param p a plan
+-- @tparam table running `email -> jobs running now` (flowmusic.fleet.status.running_jobs)
+-- @treturn {table,...} `{ email =, message = }`, in row order
+function M.warnings(p, running)
+  local list = {}
+  for _, r in ipairs(p.rows) do
+    local n = running[r.email] or 0
+    if r.action == "set-max-jobs" and r.to_max_jobs and n > r.to_max_jobs then
+      list[#list + 1] = { email = r.email, message = ("maxJobs %d is below the %d jobs %s runs now"
+        .. " (they go on; new ones wait until fewer run)"):format(r.to_max_jobs, n, r.email) }
+    elseif r.action == "delete" and n > 0 then
+      list[#list + 1] = { email = r.email, message = ("deleting %s while it runs %d job%s"):format(
+        r.email, n, n == 1 and "" or "s") }
+    end
+  end
+  return list
 end
 
 local function new_plan(rows, fingerprint, prune, base_url)
@@ -204,18 +232,26 @@ function M.compute(live, wanted, opts)
   return new_plan(rows, fingerprint, opts.prune)
 end
 
---- Read the live state (`GET /accounts`, nothing else) and compute a plan.
+--- Read the live state (`GET /accounts`, and `GET /jobs` for warnings; nothing else) and
+-- compute a plan.
 -- @param client a flowmusic client
 -- @param wanted see `compute`
--- @param opts optional: those of `compute`, and `cancel` (the batch option, for the GET)
--- @return plan (with `base_url` set to the client's); or nil, err (the API error value)
+-- @param opts optional: those of `compute`, and `cancel` (the batch option, for the GETs)
+-- @return plan (with `base_url` set to the client's, and `warnings`: see `warnings`; when
+--   `GET /jobs` failed, one warning without an email saying so); or nil, err (the API error
+--   value of `GET /accounts`)
 function M.make(client, wanted, opts)
   check_wanted(wanted)
   opts = check_options(opts, { prune = true, read_token = true, cancel = true }, "make")
-  local live, err = read_live(client, opts.cancel)
-  if not live then return nil, err end
+  local live, running, jobs_error = read_live(client, opts.cancel, true)
+  if not live then return nil, running end
   local p = M.compute(live, wanted, { prune = opts.prune, read_token = opts.read_token })
   p.base_url = client.base_url
+  if running then
+    p.warnings = M.warnings(p, running)
+  else
+    p.warnings = { { message = "cannot check the jobs running now: " .. tostring(jobs_error) } }
+  end
   return p
 end
 

@@ -15,10 +15,17 @@
 --   left out for an account whose value is unknown;
 -- * `flowmusic_account_max_jobs{email}`;
 -- * `flowmusic_account_refreshed_timestamp_seconds{email}` (when `refreshed_at` is known);
+-- * `flowmusic_account_access_token_expires_timestamp_seconds{email}`;
+-- * `flowmusic_account_jobs_running{email}` (when `list_jobs` answered);
+-- * `flowmusic_account_info{email,tier,subscription_plan}`: 1;
 -- * `flowmusic_accounts{state}`: accounts per state (every state, 0 included);
+-- * `flowmusic_subscription_active`, `flowmusic_subscription_accounts_max` (when
+--   `get_subscription` answered);
+-- * `flowmusic_build_info{version,libcurl}`: 1;
 -- * `flowmusic_status_success`: 1, or 0 when the list call failed (or, in nginx, the data
 --   is stale);
--- * `flowmusic_status_timestamp_seconds`: when the status was collected.
+-- * `flowmusic_status_timestamp_seconds`: when the status was collected;
+-- * `flowmusic_status_duration_seconds`: how long the collection took.
 --
 -- Label values are escaped as the format requires (`\` → `\\`, `"` → `\"`, newline → `\n`).
 -- No API token ever enters a metric: the records hold none.
@@ -119,6 +126,10 @@ function M.account_families(records, summary)
     "When the account's session was last refreshed, seconds since the epoch")
   local expires = M.family("flowmusic_account_access_token_expires_timestamp_seconds", "gauge",
     "When the account's access token expires (useapi refreshes it before), seconds since the epoch")
+  local running = M.family("flowmusic_account_jobs_running", "gauge",
+    "Jobs running now on the account (GET /jobs; absent when it could not be listed)")
+  local info = M.family("flowmusic_account_info", "gauge",
+    "Always 1: the account's tier and subscription plan as labels")
   local accounts = M.family("flowmusic_accounts", "gauge", "Accounts per state")
   for _, r in ipairs(records) do
     local email = { "email", r.email }
@@ -131,19 +142,46 @@ function M.account_families(records, summary)
     if ts then M.add(refreshed, { email }, ts) end
     local exp = status.timestamp(r.access_token_expires_at)
     if exp then M.add(expires, { email }, exp) end
+    if type(r.jobs_running) == "number" then M.add(running, { email }, r.jobs_running) end
+    M.add(info, { email, { "tier", r.tier or "" }, { "subscription_plan", r.subscription_plan or "" } }, 1)
   end
   for _, st in ipairs(status.STATES) do M.add(accounts, { { "state", st } }, summary[st] or 0) end
-  return { up, reauth, credits, tokens, jobs, refreshed, expires, accounts }
+  local fams = { up, reauth, credits, tokens, jobs, refreshed, expires, running, info, accounts }
+  local sub = summary.subscription
+  if sub and sub.active ~= nil then
+    fams[#fams + 1] = M.add(M.family("flowmusic_subscription_active", "gauge",
+      "1 when the useapi.net subscription is active (GET /v2/account)"), nil, sub.active and 1 or 0)
+  end
+  if sub and sub.accounts_max then
+    fams[#fams + 1] = M.add(M.family("flowmusic_subscription_accounts_max", "gauge",
+      "Accounts per API the useapi.net subscription allows (GET /v2/account maxAccountsPerAPI)"), nil,
+      sub.accounts_max)
+  end
+  return fams
+end
+
+--- `flowmusic_build_info{version,libcurl}` (always 1).
+-- @treturn table the family
+function M.build_info()
+  return M.add(M.family("flowmusic_build_info", "gauge",
+    "Always 1: the flowmusic version and the libcurl it runs on, as labels"),
+    { { "version", require("flowmusic.defaults").VERSION },
+      { "libcurl", require("flowmusic.core").curl_version() } }, 1)
 end
 
 --- The families about the collection itself.
 -- @tparam table meta `success` (boolean), `timestamp` (seconds since the epoch of the
---   collection; left out when nil), `age` (seconds; adds `flowmusic_status_age_seconds`)
+--   collection; left out when nil), `age` (seconds; adds `flowmusic_status_age_seconds`),
+--   `duration` (seconds the collection took; adds `flowmusic_status_duration_seconds`)
 -- @treturn {table,...} families
 function M.status_families(meta)
-  local fams = { M.add(M.family("flowmusic_status_success", "gauge",
+  local fams = { M.build_info(), M.add(M.family("flowmusic_status_success", "gauge",
     "1 when the last status collection listed the accounts (and is fresh), 0 otherwise"),
     nil, meta.success and 1 or 0) }
+  if meta.duration then
+    fams[#fams + 1] = M.add(M.family("flowmusic_status_duration_seconds", "gauge",
+      "How long the status collection took"), nil, meta.duration)
+  end
   if meta.timestamp then
     fams[#fams + 1] = M.add(M.family("flowmusic_status_timestamp_seconds", "gauge",
       "When the status shown was collected, seconds since the epoch"), nil, meta.timestamp)
@@ -155,13 +193,51 @@ function M.status_families(meta)
   return fams
 end
 
+--- The spend of the fleet from `flowmusic.fleet.usage` aggregates (what `flowmusic usage --all
+-- --prometheus FILE` writes): per account `flowmusic_usage_charged_credits_today{email}`
+-- (today, UTC; 0 when today is outside the range) and `flowmusic_usage_charged_credits_range{email}`
+-- (the whole range), `flowmusic_usage_success` (1 when every account's usage was read) and
+-- `flowmusic_usage_timestamp_seconds`. No song labels: one series per account.
+-- @tparam table|nil agg the aggregates, nil when the accounts could not be listed
+-- @tparam table meta `timestamp` (seconds since the epoch)
+-- @treturn {table,...} families
+function M.usage_families(agg, meta)
+  local fams = { M.build_info(), M.add(M.family("flowmusic_usage_success", "gauge",
+    "1 when the usage of every account was read, 0 otherwise"), nil,
+    (agg and agg.total.failed == 0) and 1 or 0) }
+  if meta.timestamp then
+    fams[#fams + 1] = M.add(M.family("flowmusic_usage_timestamp_seconds", "gauge",
+      "When the usage was collected, seconds since the epoch"), nil, meta.timestamp)
+  end
+  if not agg then return fams end
+  local today_key = os.date("!%Y-%m-%d", meta.timestamp or os.time())
+  local today_by = {}
+  for _, d in ipairs(agg.days) do
+    if d.key == today_key then today_by = d.by_account end
+  end
+  local today = M.family("flowmusic_usage_charged_credits_today", "gauge",
+    "Credits charged to the account today (UTC)")
+  local range = M.family("flowmusic_usage_charged_credits_range", "gauge",
+    "Credits charged to the account in the report's range (--since/--until; all its history without)")
+  for _, a in ipairs(agg.accounts) do
+    if not a.error then
+      M.add(today, { { "email", a.email } }, today_by[a.email] or 0)
+      M.add(range, { { "email", a.email } }, a.charged_credits or 0)
+    end
+  end
+  fams[#fams + 1] = today
+  fams[#fams + 1] = range
+  return fams
+end
+
 --- The whole exposition of one collection (what `flowmusic status --prometheus` writes).
 -- @tparam {table,...}|nil records nil when the list call failed
 -- @tparam[opt] table summary
 -- @tparam table meta `timestamp` (seconds since the epoch)
 -- @treturn string
 function M.exposition(records, summary, meta)
-  local text = M.render(M.status_families({ success = records ~= nil, timestamp = meta and meta.timestamp }))
+  local text = M.render(M.status_families({ success = records ~= nil, timestamp = meta and meta.timestamp,
+    duration = meta and meta.duration }))
   if records then text = text .. M.render(M.account_families(records, summary)) end
   return text
 end

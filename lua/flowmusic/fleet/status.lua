@@ -8,7 +8,8 @@
 --
 -- `collect` lists the accounts (`list_accounts`), then runs one `get_account` per account
 -- concurrently through `client:batch` (the client's connection pool; inside nginx the thread
--- pool). It only reads: nothing is ever written to the API.
+-- pool), with `list_jobs` (jobs running per account) and `get_subscription` (useapi.net's
+-- `GET /v2/account`) in the same batch. It only reads: nothing is ever written to the API.
 --
 -- States, in the order summaries show them:
 --
@@ -32,7 +33,7 @@ M.STATES = { "ok", "needs_reauth", "low_credits", "unreachable", "stale_token" }
 
 --- The fields of a record, in output order (the CLI's JSON/CSV keys).
 M.FIELDS = { "email", "tier", "state", "credits_remaining", "tokens_remaining", "max_jobs",
-  "refreshed_at", "error", "access_token_expires_at" }
+  "refreshed_at", "error", "access_token_expires_at", "jobs_running" }
 
 --- HTTP status the API uses for an account in error state on its non-account endpoints.
 M.NEEDS_REAUTH_STATUS = 596
@@ -46,7 +47,7 @@ for _, s in ipairs(M.STATES) do is_state[s] = true end
 function M.is_state(s) return is_state[s] == true end
 
 local option_names = { min_credits = true, min_tokens = true, max_token_age = true, now = true,
-  concurrency = true, cancel = true, on_result = true }
+  concurrency = true, cancel = true, on_result = true, jobs = true, subscription = true }
 
 -- v when it has Lua type t, else nil (JSON null, whatever sentinel the client uses, maps to nil).
 local function typed(v, t)
@@ -114,6 +115,7 @@ local function record_of(email, listed, r, opts)
   local rec = {
     email = email,
     tier = typed(a.tier, "string") or typed(listed.tier, "string"),
+    subscription_plan = typed(a.subscription_plan, "string") or typed(listed.subscription_plan, "string"),
     max_jobs = typed(a.maxJobs, "number") or typed(listed.maxJobs, "number"),
     refreshed_at = typed(a.refreshed_at, "string") or typed(listed.refreshed_at, "string"),
     error = typed(a.error, "string"),
@@ -178,6 +180,9 @@ function M.check_options(opts)
   for _, k in ipairs({ "cancel", "on_result" }) do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then return nil, k .. " must be a function" end
   end
+  for _, k in ipairs({ "jobs", "subscription" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then return nil, k .. " must be a boolean" end
+  end
   for _, k in ipairs({ "min_credits", "min_tokens", "max_token_age", "now" }) do
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
@@ -227,14 +232,17 @@ end
 --   whose `error` says they were cancelled),
 --   `on_result` (function(record, result) called as each live call finishes, with the batch
 --   result (`status`, `attempts`, `elapsed`, `err`; its `value` already dropped); e.g. for
---   verbose output)
--- @treturn {table,...} records sorted by email, each `{ email, tier, state,
---   credits_remaining, tokens_remaining, max_jobs, refreshed_at, error,
---   access_token_expires_at }` (`error`: the account's own error text, why the live call
---   failed, or for `stale_token` how long ago the token expired; `credits_remaining` and
---   `tokens_remaining` are nil when unknown) and, when the live call failed, `status`
---   (its HTTP status, if any)
--- @treturn table the summary (see `summarize`)
+--   verbose output),
+--   `jobs` (false: skip `list_jobs`), `subscription` (false: skip `get_subscription`)
+-- @treturn {table,...} records sorted by email, each `{ email, tier, subscription_plan,
+--   state, credits_remaining, tokens_remaining, max_jobs, refreshed_at, error,
+--   access_token_expires_at, jobs_running }` (`error`: the account's own error text, why
+--   the live call failed, or for `stale_token` how long ago the token expired;
+--   `credits_remaining` and `tokens_remaining` are nil when unknown; `jobs_running` nil when
+--   `list_jobs` failed) and, when the live call failed, `status` (its HTTP status, if any)
+-- @treturn table the summary (see `summarize`), plus `subscription` (`{ active,
+--   accounts_max }` from `get_subscription`) or `subscription_error`, and `jobs_error` when
+--   `list_jobs` failed (messages: those calls never fail the status)
 -- @return or nil, err when the list call itself failed (a flowmusic error value)
 -- @raise on misuse: opts not a table, unknown option, a minimum that is not a
 --   non-negative number, a bad concurrency
@@ -258,12 +266,18 @@ function M.collect(client, opts)
   end
   table.sort(emails)
 
+  local n = #emails
   local calls = {}
   for i, email in ipairs(emails) do calls[i] = { "get_account", email } end
-  local records = {}
+  -- Saturation and headroom, in the same batch; their failure never fails the status.
+  local extra = {}
+  if opts.jobs ~= false then calls[#calls + 1] = { "list_jobs" } extra[#calls] = "jobs" end
+  if opts.subscription ~= false then calls[#calls + 1] = { "get_subscription" } extra[#calls] = "subscription" end
+  local records, side = {}, {}
   -- Each record is built as its result arrives; the decoded account is then dropped.
   local results = client:batch(calls, { concurrency = opts.concurrency, cancel = opts.cancel,
     on_progress = function(_, _, i, r)
+      if i > n then side[extra[i]] = r return end
       records[i] = record_of(emails[i], listed[emails[i]], r, opts)
       r.value = nil
       if opts.on_result then opts.on_result(records[i], r) end
@@ -271,7 +285,61 @@ function M.collect(client, opts)
   for i, email in ipairs(emails) do -- a result on_progress did not see is not lost
     if not records[i] then records[i] = record_of(email, listed[email], results[i], opts) end
   end
-  return records, M.summarize(records)
+  for i = n + 1, #calls do side[extra[i]] = side[extra[i]] or results[i] end
+  local summary = M.summarize(records)
+  local jobs = side.jobs
+  if jobs then
+    if jobs.ok then
+      local running = M.running_jobs(jobs.value)
+      for _, rec in ipairs(records) do rec.jobs_running = running[rec.email] or 0 end
+    else
+      summary.jobs_error = errors.text(jobs.err or "no result")
+    end
+  end
+  local sub = side.subscription
+  if sub then
+    if sub.ok then
+      summary.subscription = M.subscription_of(sub.value)
+    else
+      summary.subscription_error = errors.text(sub.err or "no result")
+    end
+  end
+  return records, summary
+end
+
+--- Jobs running now per account, from a `list_jobs` document: its `accounts[email].executing`
+-- where given, else its `jobs` counted by email (those not finished).
+-- @tparam table doc
+-- @treturn table `email -> n`
+function M.running_jobs(doc)
+  local running = {}
+  if type(doc) ~= "table" then return running end
+  if type(doc.accounts) == "table" then
+    for email, a in pairs(doc.accounts) do
+      if type(a) == "table" and type(a.executing) == "number" then running[email] = a.executing end
+    end
+  end
+  if type(doc.jobs) == "table" then
+    local counted = {}
+    for _, j in ipairs(doc.jobs) do
+      if type(j) == "table" and type(j.email) == "string" and j.status ~= "completed" and j.status ~= "failed" then
+        counted[j.email] = (counted[j.email] or 0) + 1
+      end
+    end
+    for email, c in pairs(counted) do
+      if running[email] == nil then running[email] = c end
+    end
+  end
+  return running
+end
+
+--- The subscription facts of a `get_subscription` document (useapi.net's `GET /v2/account`):
+-- `{ active = bool|nil, accounts_max = n|nil }`.
+-- @tparam table doc
+-- @treturn table
+function M.subscription_of(doc)
+  return { active = type(doc.subscriptionIsActive) == "boolean" and doc.subscriptionIsActive or nil,
+    accounts_max = typed(doc.maxAccountsPerAPI, "number") }
 end
 
 return M

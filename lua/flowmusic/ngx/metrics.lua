@@ -54,7 +54,7 @@ M.DEFAULT_INTERVAL = 60
 M.STALE_INTERVALS = 3
 
 -- Shared dict keys (no secret ever goes into one).
-local KEY_DATA = "status:data"          -- "<collected at>\n<account metrics text>"
+local KEY_DATA = "status:data"          -- "<collected at> <seconds it took>\n<account metrics text>"
 local KEY_OK = "status:ok"              -- whether the last refresh listed the accounts
 local KEY_LOCK = "status:lock"          -- held while a refresh runs
 local KEY_REFRESHES = "status:refreshes" -- refreshes done (for tests and logs)
@@ -176,13 +176,16 @@ function M.refresh()
     end
   end
   if not locked then return nil, lerr end
+  ngx.update_time()
+  local started = ngx.now()
   local ok, records, summary = pcall(function()
     return status.collect(status_client(), cfg.status_opts)
   end)
   ngx.update_time()
   local now, result, why = ngx.now(), false, nil
   if ok and records then
-    local data = ("%.3f\n"):format(now) .. prometheus.render(prometheus.account_families(records, summary))
+    local data = ("%.3f %.3f\n"):format(now, now - started)
+      .. prometheus.render(prometheus.account_families(records, summary))
     local sok, serr = d:set(KEY_DATA, data)
     if cfg.notify then notify_changes(d, records) end
     if sok then
@@ -293,15 +296,16 @@ function M.exposition()
   if not cfg then error("flowmusic.ngx.metrics: call start() first (in init_worker_by_lua)", 2) end
   local d = shared(cfg.dict, 2)
   local data = d:get(KEY_DATA)
-  local ts, body
+  local ts, duration, body
   if data then
-    local t, rest = data:match("^([^\n]*)\n(.*)$")
-    ts, body = tonumber(t), rest
+    local t, d, rest = data:match("^(%S+) (%S+)\n(.*)$")
+    ts, duration, body = tonumber(t), tonumber(d), rest
   end
   local now = ngx.now()
   local age = ts and math.floor(math.max(0, now - ts) * 1000 + 0.5) / 1000
   local fresh = ts ~= nil and d:get(KEY_OK) == true and age <= M.STALE_INTERVALS * cfg.interval
-  return prometheus.render(prometheus.status_families({ success = fresh, timestamp = ts, age = age }))
+  return prometheus.render(prometheus.status_families({ success = fresh, timestamp = ts, age = age,
+    duration = duration }))
     .. (body or "") .. prometheus.render({ requests_family(d) })
 end
 

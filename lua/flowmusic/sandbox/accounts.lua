@@ -69,6 +69,7 @@ function M.remove(email)
   if not dict():get(PREFIX .. email) then return false end
   dict():delete(PREFIX .. email)
   dict():delete("usage:" .. email)
+  dict():delete("jobs:" .. email) -- (flowmusic.sandbox.saturation: its running jobs)
   return true
 end
 

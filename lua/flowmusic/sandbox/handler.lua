@@ -7,6 +7,7 @@ local accounts = require "flowmusic.sandbox.accounts"
 local faults = require "flowmusic.sandbox.faults"
 local json = require "flowmusic.sandbox.json"
 local multipart = require "flowmusic.sandbox.multipart"
+local saturation = require "flowmusic.sandbox.saturation"
 local tokens = require "flowmusic.sandbox.tokens"
 local usage = require "flowmusic.sandbox.usage"
 local util = require "flowmusic.sandbox.util"
@@ -111,7 +112,10 @@ local function api(method, path)
   local rest = path:sub(#BASE + 1)
   -- HEAD answers as GET does (nginx sends the headers, Content-Length included, without the body)
   local get = method == "GET" or method == "HEAD"
-  if path:sub(1, #BASE) ~= BASE then
+  if path == "/v2/account" then -- useapi.net's own account endpoint, beside the API's base
+    if not get then return not_allowed("GET, HEAD") end
+    return saturation.account()
+  elseif path:sub(1, #BASE) ~= BASE then
     return util.error_response(404, "Not found")
   elseif rest == "/accounts" then
     if get then return accounts.list() end
@@ -122,6 +126,9 @@ local function api(method, path)
   elseif rest == "/accounts/usage" then
     if not get then return not_allowed("GET, HEAD") end
     return get_usage()
+  elseif rest == "/jobs" then
+    if not get then return not_allowed("GET, HEAD") end
+    return saturation.jobs()
   end
   local segment = rest:match("^/accounts/([^/]+)$")
   if not segment then return util.error_response(404, "Not found") end
@@ -276,6 +283,10 @@ local function control(method, name)
       end
     end
     return ok(200, { emails = json.array(emails) })
+  elseif key == "POST jobs" then
+    return saturation.set_running(body)
+  elseif key == "POST subscription" then
+    return saturation.set_subscription(body)
   elseif key == "POST usage" then
     local email, n = body.email, body.events
     if type(email) ~= "string" then return fail(400, "email is required") end
