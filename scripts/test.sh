@@ -7,6 +7,7 @@
 #   - the rockspec (`luarocks make` into a scratch tree, offline, then require + CLI),
 #     `cmake --install` into a scratch prefix, the demo (the README's main job), luacheck (zero
 #     warnings) and the LDoc API reference (zero warnings), one after another
+#   - the monitoring pack: `promtool check rules` and `promtool test rules` (monitoring/check.sh)
 # The suites are independent (own build directory, every server on a free port), so they run
 # side by side, at most FLOWMUSIC_TEST_JOBS at once (default 6: they mostly wait on servers).
 # Each writes its own log; the report comes in the fixed order above, with each suite's wall
@@ -14,7 +15,7 @@
 # FLOWMUSIC_SUITE_LIMIT seconds (default 900) is stopped and reported; the others finish.
 #
 #   bash scripts/test.sh           everything (what CI runs)
-#   bash scripts/test.sh --quick   the Lua 5.4 specs and luacheck: the edit-test loop
+#   bash scripts/test.sh --quick   the Lua 5.4 specs, luacheck and the monitoring pack
 #
 # Ends with one line "N passed, N failed"; exits non-zero when anything failed.
 set -uo pipefail
@@ -160,6 +161,7 @@ t_all=$(date +%s)
 parts=$((quick ? 3 : 2))
 for ((k = 1; k <= parts; k++)); do start "specs, Lua 5.4, part $k of $parts" specs lua5.4 build "$k" "$parts"; done
 start "luacheck lua bin spec: zero warnings" bash scripts/lint.sh
+start "monitoring pack: promtool check rules, test rules" bash monitoring/check.sh
 if ((!quick)); then
     start "specs, Lua 5.1 API build under lua5.1" specs lua5.1 build51
     start "client specs under ASan+UBSan" sanitized_specs

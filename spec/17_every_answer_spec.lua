@@ -17,6 +17,8 @@ local ARGS = {
   get_account = { "every@x.com" },
   delete_account = { "every@x.com" },
   get_usage = { "every@x.com" },
+  list_jobs = {},
+  get_subscription = {},
   request = { "GET", "/accounts" },
 }
 

@@ -362,8 +362,8 @@ describe("flowmusic status", function()
       if row:find(LOW, 1, true) then low_row = row end
       if row:find(FREE, 1, true) then free_row = row end
     end
-    assert.matches("^low@sandbox%.test%s+low%s+low_credits%s+3%s+36%s+4%s+%d+s ago%s+%-$", low_row)
-    assert.matches("^free@sandbox%.test%s+free%s+ok%s+120%s+%-%s+1%s+%d+s ago%s+%-$", free_row)
+    assert.matches("^low@sandbox%.test%s+low%s+low_credits%s+3%s+36%s+4%s+0%s+%d+s ago%s+%-$", low_row)
+    assert.matches("^free@sandbox%.test%s+free%s+ok%s+120%s+%-%s+1%s+0%s+%d+s ago%s+%-$", free_row)
     assert.truthy(contains(out, "Refresh token is invalid or expired; re-add the account"))
     assert.truthy(contains(out, "http 503 on GET /accounts/down%40sandbox.test"))
   end)

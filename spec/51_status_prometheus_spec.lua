@@ -4,18 +4,15 @@
 -- directories and is stopped by pid.
 local cjson = require "cjson"
 local socket = require "socket"
-local http = require "socket.http"
-local ltn12 = require "ltn12"
 local openresty = require "spec.helpers.openresty"
 local sandbox = require "spec.helpers.sandbox"
 local metrics = require "spec.helpers.metrics"
-local host = require "flowmusic.sandbox.host"
+local prometheus = require "spec.helpers.prometheus"
 
 local repo = openresty.repo_dir()
-local q = host.shell_quote
 
 local missing
-if not host.run("command -v prometheus >/dev/null 2>&1") or not metrics.have_promtool() then
+if not prometheus.available() or not metrics.have_promtool() then
   missing = "prometheus and promtool are missing (apt-get install prometheus; scripts/setup.sh --test does)"
 elseif not openresty.read_file(repo .. "/build51/flowmusic/core.so") then
   missing = "build51/flowmusic/core.so is missing: cmake -S . -B build51 -DLUA_VERSION=5.1 && cmake --build build51"
@@ -27,73 +24,11 @@ if missing then
   return
 end
 
-local live = require("spec.helpers.live").new() -- Prometheus servers not yet stopped
-
-local Prom = {}
-Prom.__index = Prom
-
--- Whether pid is a live (non-zombie) process.
-local function alive(pid)
-  local state = pid and host.proc_info(pid)
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
-
---- Stop by pid (SIGTERM, then SIGKILL after 10 s) and remove the directory. Idempotent.
-function Prom:stop()
-  if self.stopped then return end
-  self.stopped = true
-  live.remove(self)
-  if alive(self.pid) then
-    host.run("kill -TERM " .. self.pid)
-    local deadline = socket.gettime() + 10
-    while alive(self.pid) and socket.gettime() < deadline do socket.sleep(0.05) end
-    if alive(self.pid) then host.run("kill -KILL " .. self.pid) end
-  end
-  host.run("rm -rf " .. q(self.dir))
-end
-
---- GET a path of its HTTP API: status, decoded JSON (or the raw body).
-function Prom:get(path)
-  local chunks = {}
-  local ok, code = http.request { url = "http://127.0.0.1:" .. self.port .. path,
-    sink = ltn12.sink.table(chunks) }
-  if not ok then return nil, code end
-  local body = table.concat(chunks)
-  local dok, doc = pcall(cjson.decode, body)
-  return code, dok and doc or body
-end
-
-function Prom:log()
-  return host.read_file(self.dir .. "/prometheus.log") or ""
-end
+local alive = prometheus.alive
 
 -- Start Prometheus scraping `target` (host:port) every second, in a private directory.
 local function start_prometheus(target)
-  local dir = host.capture("mktemp -d /tmp/flowmusic-prometheus-spec.XXXXXX"):gsub("%s+$", "")
-  assert(dir ~= "", "mktemp failed")
-  assert(host.write_file(dir .. "/prometheus.yml", table.concat({
-    "global:",
-    "  scrape_interval: 1s",
-    "  evaluation_interval: 1s",
-    "scrape_configs:",
-    "  - job_name: flowmusic",
-    "    scrape_interval: 1s",
-    "    scrape_timeout: 1s",
-    "    metrics_path: /metrics",
-    "    static_configs:",
-    "      - targets: ['" .. target .. "']",
-    "",
-  }, "\n")))
-  local port = assert(host.free_port())
-  local pid = tonumber(host.capture(table.concat({
-    "prometheus", "--config.file=" .. q(dir .. "/prometheus.yml"),
-    "--storage.tsdb.path=" .. q(dir .. "/data"),
-    "--web.listen-address=127.0.0.1:" .. port,
-    ">" .. q(dir .. "/prometheus.log"), "2>&1 </dev/null & echo $!" }, " ")):match("%d+"))
-  assert(pid, "prometheus did not start")
-  local p = setmetatable({ pid = pid, port = port, dir = dir }, Prom)
-  live.add(p)
-  return p
+  return prometheus.start { targets = { { job = "flowmusic", target = target } } }
 end
 
 -- Wait (bounded) until fn() returns a true value; that value, or nil after `seconds`.

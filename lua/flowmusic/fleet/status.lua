@@ -338,8 +338,9 @@ end
 -- @tparam table doc
 -- @treturn table
 function M.subscription_of(doc)
-  return { active = type(doc.subscriptionIsActive) == "boolean" and doc.subscriptionIsActive or nil,
-    accounts_max = typed(doc.maxAccountsPerAPI, "number") }
+  local active = doc.subscriptionIsActive
+  if type(active) ~= "boolean" then active = nil end -- (false must stay false)
+  return { active = active, accounts_max = typed(doc.maxAccountsPerAPI, "number") }
 end
 
 return M
