@@ -39,6 +39,7 @@ files["lua/flowmusic/sandbox/faults.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/handler.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/json.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/multipart.lua"] = { std = NGINX }
+files["lua/flowmusic/sandbox/saturation.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/tokens.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/usage.lua"] = { std = NGINX }
 files["lua/flowmusic/sandbox/util.lua"] = { std = NGINX }

@@ -3,6 +3,7 @@
 -- secrets in no error and no tostring.
 local webhook = require "flowmusic.webhook"
 local receiver = require "spec.helpers.webhook"
+local sandbox = require "spec.helpers.sandbox"
 local cjson = require "cjson"
 
 local function contains(hay, needle) return tostring(hay):find(needle, 1, true) ~= nil end
@@ -68,6 +69,24 @@ describe("flowmusic.webhook", function()
     assert.falsy(contains(tostring(err), "Qu3ryKeySecret"))
     hook:close()
     w:up()
+  end)
+
+  it("speaks TLS with verification always on, trusting the CAs it is given", function()
+    local sb = sandbox.start { tls = true }
+    -- the sandbox's TLS listener stands in for an https receiver: it answers 401 (no token)
+    local url = sb.tls_base_url .. "/accounts"
+    local hook = assert(webhook.new(url, { retries = 0 }))
+    local ok, err = hook:post {}
+    assert.is_nil(ok)
+    assert.equal("tls_verify", err.reason) -- a self-signed certificate is not trusted by default
+    hook:close()
+    hook = assert(webhook.new(url, { retries = 0, cainfo = sb.tls_cert }))
+    ok, err = hook:post {}
+    assert.is_nil(ok)
+    assert.equal(401, err.status) -- the handshake passed; no API token went along
+    hook:close()
+    assert.equal(1, sb:requests().by["POST /v1/flowmusic/accounts"])
+    sb:stop()
   end)
 
   it("refuses bad URLs with a message and misuse with an error", function()

@@ -141,6 +141,7 @@ describe("saturation and headroom", function()
     assert.equal(2, #cli.lines(out)) -- the rows only: warnings go to stderr
     assert.truthy(contains(err, "warning: maxJobs 2 is below the 3 jobs busy@sat.test runs now"), err)
     assert.truthy(contains(err, "warning: deleting idle@sat.test while it runs 2 jobs"), err)
+    local _
     code, _, err = c:run("apply " .. cli.q(fleet) .. " --prune --yes")
     assert.equal(0, code, err)
     assert.truthy(contains(err, "warning: deleting idle@sat.test while it runs 2 jobs"), err)

@@ -298,8 +298,8 @@ function M.exposition()
   local data = d:get(KEY_DATA)
   local ts, duration, body
   if data then
-    local t, d, rest = data:match("^(%S+) (%S+)\n(.*)$")
-    ts, duration, body = tonumber(t), tonumber(d), rest
+    local t, took, rest = data:match("^(%S+) (%S+)\n(.*)$")
+    ts, duration, body = tonumber(t), tonumber(took), rest
   end
   local now = ngx.now()
   local age = ts and math.floor(math.max(0, now - ts) * 1000 + 0.5) / 1000
