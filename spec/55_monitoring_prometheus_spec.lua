@@ -130,8 +130,31 @@ describe("the monitoring pack in Prometheus #once", function()
     end
   end)
 
+  it("has a Grafana dashboard with a datasource variable and no hard-coded datasource", function()
+    local text = assert(host.read_file(repo .. "/monitoring/grafana/flowmusic-dashboard.json"))
+    local dash = cjson.decode(text)
+    local var
+    for _, v in ipairs(dash.templating.list) do if v.name == "datasource" then var = v end end
+    assert.equal("datasource", var and var.type)
+    assert.equal("prometheus", var.query)
+    local uses = 0
+    local function check(t)
+      for k, v in pairs(t) do
+        if k == "datasource" then
+          assert.is_table(v, "a datasource given by name")
+          assert.equal("${datasource}", v.uid)
+          uses = uses + 1
+        elseif type(v) == "table" then
+          check(v)
+        end
+      end
+    end
+    check(dash.panels)
+    assert.truthy(uses >= 2 * #dash.panels, "every panel and target names the variable")
+  end)
+
   it("has data for every expression of the Grafana dashboard", function()
-    local dash = cjson.decode(assert(host.read_file(repo .. "/monitoring/grafana/flowmusic-dashboard.json")))
+    local dash = cjson.decode((assert(host.read_file(repo .. "/monitoring/grafana/flowmusic-dashboard.json"))))
     local exprs = expressions(dash)
     assert.truthy(#exprs >= 6, "the dashboard has fewer expressions than panels")
     for _, e in ipairs(exprs) do
