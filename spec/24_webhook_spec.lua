@@ -89,6 +89,21 @@ describe("flowmusic.webhook", function()
     sb:stop()
   end)
 
+  it("says a delivery whose answer never came may have arrived, and never re-sends it", function()
+    local sb = sandbox.start {}
+    sb:fault { fault = "latency", ms = 1200, method = "POST", path = "/v1/flowmusic/accounts", count = 0 }
+    local hook = assert(webhook.new(sb.base_url .. "/accounts", { retries = 3, timeout = 0.5 }))
+    local ok, err = hook:post {}
+    assert.is_nil(ok)
+    assert.equal("timeout", err.kind)
+    assert.is_true(err.outcome_unknown)
+    assert.truthy(contains(err.message, "the receiver may have it"), err.message)
+    assert.falsy(contains(err.message, "list_accounts"))
+    assert.equal(1, err.attempts) -- a POST that may have arrived is not sent again
+    hook:close()
+    sb:stop()
+  end)
+
   it("refuses bad URLs with a message and misuse with an error", function()
     for url, want in pairs({
       ["ftp://127.0.0.1/x"] = "must start with https:// or http://",

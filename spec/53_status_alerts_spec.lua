@@ -1,6 +1,7 @@
 -- Change alerts: `flowmusic status --state FILE --changes-only`, the history, `--notify URL`
 -- to a real local webhook receiver, `--notify-cmd`, `--remind`, the state file's rules (0600,
--- one run at a time, corrupt or foreign files refused), and `flowmusic history`.
+-- one run at a time, corrupt or foreign files refused), and `flowmusic history`. The long
+-- sequence and the concurrent runs are #once (Lua 5.4 only): the other suites run the rest.
 local sandbox = require "spec.helpers.sandbox"
 local webhook = require "spec.helpers.webhook"
 local cli = require "spec.helpers.cli"
@@ -67,7 +68,7 @@ describe("flowmusic status --state (change alerts)", function()
     sb:stop()
   end)
 
-  it("delivers each event of a sequence exactly once, keeps them while the receiver is down, and records the history", function()
+  it("delivers each event of a sequence exactly once, keeps them while the receiver is down, and records the history #once", function()
     local A, C, D = "a@alerts.test", "c@alerts.test", "d@alerts.test"
     add("sandbox:plus:" .. A)
     add("sandbox:starter:" .. C) -- 1000 credits: above --min-credits 500
@@ -185,7 +186,7 @@ describe("flowmusic status --state (change alerts)", function()
     assert.same({ "b@alerts.test appeared" }, names(jsonl(cli.slurp(dir .. "/elsewhere.jsonl"))))
   end)
 
-  it("lets two concurrent runs leave a valid state file and no duplicate event", function()
+  it("lets two concurrent runs leave a valid state file and no duplicate event #once", function()
     for i = 1, 4 do add(("sandbox:plus:n%d@alerts.test"):format(i)) end
     -- slow live calls, so the two runs overlap
     sb:fault { fault = "latency", ms = 400, method = "GET", path = "/v1/flowmusic/accounts/*", count = 0 }
@@ -283,14 +284,14 @@ describe("flowmusic status --state (change alerts)", function()
 
   it("reminds of a state that is still bad at most once per --remind", function()
     add("sandbox:broken:a@alerts.test")
-    local code, out = watch("--changes-only --json --remind 1s")
+    local code, out = watch("--changes-only --json --remind 0.5s")
     assert.equal(1, code)
     assert.same({ "a@alerts.test appeared" }, names(jsonl(out)))
     code, out = watch("--changes-only --json --remind 1h")
     assert.equal(1, code)
     assert.equal("", out) -- too soon
-    socket.sleep(1.1)
-    code, out = watch("--changes-only --json --remind 1s")
+    socket.sleep(0.6)
+    code, out = watch("--changes-only --json --remind 0.5s")
     assert.equal(1, code)
     local list = jsonl(out)
     assert.same({ "a@alerts.test reminder" }, names(list))

@@ -1,6 +1,7 @@
 -- `flowmusic wait` and flowmusic.fleet.wait against the sandbox (an account that appears
 -- later, one that never does, one that goes, a refused token), and the `stale_token` state
 -- from the sandbox's stalled-refresh accounts in every output of `status` and its metrics.
+-- The waits that take seconds are #once (Lua 5.4 only); the other suites run the rest.
 local sandbox = require "spec.helpers.sandbox"
 local cli = require "spec.helpers.cli"
 local metrics = require "spec.helpers.metrics"
@@ -32,7 +33,7 @@ describe("flowmusic wait", function()
     assert(code == 200 or code == 201)
   end
 
-  it("ends with 0 within one interval of an account added 2 s after the start", function()
+  it("ends with 0 within one interval of an account added 2 s after the start #once", function()
     local h = c:spawn("wait new@wait.test --interval 1s --timeout 30s --json")
     socket.sleep(2)
     add("sandbox:plus:new@wait.test")
@@ -50,7 +51,7 @@ describe("flowmusic wait", function()
     assert.truthy(ended_at - added_at < 1 + 1.5, "ended more than one interval after the add")
   end)
 
-  it("ends with 124 at the timeout when the account never appears", function()
+  it("ends with 124 at the timeout when the account never appears #once", function()
     local code, out, err = c:run("wait never@wait.test --interval 0.5 --timeout 2s --json")
     assert.equal(124, code, err)
     local result = cjson.decode(out)
@@ -70,7 +71,7 @@ describe("flowmusic wait", function()
     assert.falsy(contains(out .. err, "WrongTokenXyz"))
   end)
 
-  it("waits for exists (any state) and for gone", function()
+  it("waits for exists (any state) and for gone #once", function()
     add("sandbox:broken:b@wait.test")
     local code, out = c:run("wait b@wait.test --for exists --interval 0.2 --timeout 5s")
     assert.equal(0, code)

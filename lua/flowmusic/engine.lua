@@ -235,7 +235,7 @@ local function complete(run, c, now)
   if why == "outcome_unknown" then
     err.outcome_unknown = true
     err.message = (err.message and err.message ~= "" and err.message .. " " or "")
-      .. ops.OUTCOME_UNKNOWN_NOTE
+      .. (call.op.unknown_note or ops.OUTCOME_UNKNOWN_NOTE)
   end
   event(run, r, call, outcome_of_kind[err.kind] or err.kind, err.status)
   if fallback ~= nil then
@@ -249,7 +249,7 @@ end
 local function dropped_error(call, kind, reason, message)
   return errors.new { kind = kind, reason = reason, method = call.method, path = call.path,
     reached = nil, outcome_unknown = call.write or nil, message = message
-      .. (call.write and " " .. ops.OUTCOME_UNKNOWN_NOTE or "") }
+      .. (call.write and " " .. (call.op.unknown_note or ops.OUTCOME_UNKNOWN_NOTE) or "") }
 end
 
 -- Drop the transfer of call i (in flight) and fail it with err.

@@ -23,6 +23,8 @@
 --   but GET and HEAD does, so libcurl can never silently re-send a write on a pooled one
 -- * `gone_ok`: a 404 after an attempt that may have applied counts as done: the value and the
 --   note to return
+-- * `unknown_note` (optional): what the message of a write whose outcome is unknown ends with
+--   (default `M.OUTCOME_UNKNOWN_NOTE`)
 -- @module flowmusic.ops
 local validate = require "flowmusic.validate"
 local defaults = require "flowmusic.defaults"

@@ -36,7 +36,8 @@ local option_checks = {
 -- What the scheduler and the retry policy read of a delivery: a write whose answer body is
 -- ignored, never re-sent once it may have arrived. (Not an API operation: it is not in
 -- flowmusic.ops, so no client method sends it to the API.)
-local DELIVERY = { name = "webhook_post", label = "notify", answer = "none", extras = {} }
+local DELIVERY = { name = "webhook_post", label = "notify", answer = "none", extras = {},
+  unknown_note = "(outcome unknown: the receiver may have it all the same)" }
 
 local states = setmetatable({}, { __mode = "k" }) -- hook -> { run, session, call, url }
 

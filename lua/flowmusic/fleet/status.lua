@@ -200,7 +200,7 @@ function M.judging(opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o.max_token_age = o.max_token_age or defaults.max_token_age
-  o.now = o.now or os.time()
+  o.now = o.now or require("flowmusic.core").wall_time() -- (with its fraction: --remind 0.5s works)
   return o
 end
 
