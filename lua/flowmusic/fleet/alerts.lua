@@ -90,7 +90,12 @@ function M.run(client, opts)
     min_tokens = opts.min_tokens, max_token_age = judging.max_token_age, now = judging.now,
     concurrency = opts.concurrency, cancel = opts.cancel, on_result = opts.on_result })
   local report = { events = {}, delivered = 0, failures = {} }
-  if records then
+  -- A run stopped by a signal knows nothing new (its unfinished calls read as unreachable):
+  -- it makes no events, sends nothing and leaves the known states as they were.
+  report.cancelled = opts.cancel ~= nil and opts.cancel() ~= nil
+  if records and report.cancelled then
+    report.records, report.summary = records, summary
+  elseif records then
     report.records, report.summary = records, summary
     local new, known = events.detect(state.accounts, records, { now = judging.now,
       remind = opts.remind, min_credits = opts.min_credits, min_tokens = opts.min_tokens })
@@ -113,7 +118,7 @@ function M.run(client, opts)
   end
   save() -- the events are stored before any is sent
   if save_error then lock:unlock() return nil, save_error, "write" end
-  report.delivered, report.failures = deliver(state, targets, save)
+  if not report.cancelled then report.delivered, report.failures = deliver(state, targets, save) end
   save()
   lock:unlock()
   if save_error then return nil, save_error, "write" end
