@@ -37,6 +37,7 @@ __attribute__((visibility("default"))) int luaopen_flowmusic_core(lua_State *L) 
     fm_json_open(L);
     fm_private_files_open(L);
     fm_session_open(L);
+    fm_sha256_open(L);
     fm_signals_open(L);
     return 1;
 }

@@ -19,8 +19,10 @@ int fm_clock_open(lua_State *L);    /* core.now, core.wall_time, core.sleep */
 int fm_codes_open(lua_State *L);    /* core.CURLE */
 int fm_headers_open(lua_State *L);  /* core.parse_headers */
 int fm_json_open(lua_State *L);     /* core.json_decode, core.null */
-int fm_private_files_open(lua_State *L); /* core.lock_file, write_private, append_private */
+int fm_private_files_open(lua_State *L); /* core.lock_file, write_private, append_private,
+                                            file_mode, make_private_dir */
 int fm_session_open(lua_State *L);  /* core.session */
+int fm_sha256_open(lua_State *L);   /* core.sha256 */
 int fm_signals_open(lua_State *L);  /* core.signals_catch, signals_caught, signals_release */
 
 #pragma GCC visibility pop

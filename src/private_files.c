@@ -173,6 +173,47 @@ static int append_private(lua_State *L) {
     return 1;
 }
 
+/** core.file_mode(path) -> permission bits, owner uid | nil, message
+ * The mode bits (e.g. 0600 as the number 384) and owner of the file path names, following
+ * symbolic links (the file read is the one that matters), without opening it. */
+static int file_mode(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) return fail(L, "cannot stat", errno);
+    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+    lua_pushinteger(L, (lua_Integer)st.st_uid);
+    return 2;
+}
+
+/** core.make_private_dir(path) -> true | nil, message
+ * Creates path and any missing parent directories, each new one with mode 0700 (whatever the
+ * umask); directories that exist already are left as they are. */
+static int make_private_dir(lua_State *L) {
+    size_t len, i;
+    const char *path = luaL_checklstring(L, 1, &len);
+    char *copy;
+    struct stat st;
+    int e = 0;
+    if (len == 0) return fail(L, "cannot create the directory", ENOENT);
+    copy = lua_newuserdata(L, len + 1); /* freed by the collector, whatever happens */
+    memcpy(copy, path, len + 1);
+    for (i = 1; i <= len && e == 0; i++) {
+        if (copy[i] != '/' && copy[i] != '\0') continue;
+        copy[i] = '\0';
+        if (mkdir(copy, 0700) == 0) {
+            if (chmod(copy, 0700) != 0) e = errno; /* mkdir's mode went through the umask */
+        } else if (errno != EEXIST) {
+            e = errno;
+        }
+        if (i < len) copy[i] = '/';
+    }
+    if (e != 0) return fail(L, "cannot create the directory", e);
+    if (stat(path, &st) != 0) return fail(L, "cannot create the directory", errno);
+    if (!S_ISDIR(st.st_mode)) return fail(L, "cannot create the directory", ENOTDIR);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int lock_unlock(lua_State *L) {
     fm_lock *lk = luaL_checkudata(L, 1, FM_LOCK_MT);
     if (lk->fd >= 0) {
@@ -204,6 +245,8 @@ int fm_private_files_open(lua_State *L) {
         {"lock_file", lock_file},
         {"write_private", write_private},
         {"append_private", append_private},
+        {"file_mode", file_mode},
+        {"make_private_dir", make_private_dir},
         {NULL, NULL},
     };
     luaL_newmetatable(L, FM_LOCK_MT);

@@ -60,7 +60,21 @@ local function finish(run, i, r)
   end
 end
 
+-- The used-token store (flowmusic.used_tokens) learns how a call that spends a refresh token
+-- ended: sent and answered (recorded), maybe arrived (recorded as unknown), or surely not
+-- used (its claim given back). A failure to record is kept in the result's note.
+local function settle_token(run, call, r, outcome)
+  local store = run.cfg.used_tokens
+  if not (store and call.spends and r.claimed) then return end
+  r.claimed = nil
+  if outcome == "unused" then return store:release(call.spends) end
+  local email = r.ok and type(r.value) == "table" and r.value.email or nil
+  local ok, err = store:record(call.spends, email, outcome)
+  if not ok then r.note = "the token was sent but could not be marked as used: " .. err end
+end
+
 local function fail(run, i, r, err)
+  settle_token(run, run.calls[i], r, err.outcome_unknown and "unknown" or "unused")
   err.attempts = r.attempts
   r.ok, r.err, r.status = false, err, err.status
   finish(run, i, r)
@@ -158,6 +172,15 @@ local function start(run, i, now)
     err.deadline_exceeded = true
     return fail(run, i, r, err)
   end
+  local store = run.cfg.used_tokens
+  if store and call.spends and not r.claimed then
+    local why = store:claim(call.spends)
+    if why then
+      return fail(run, i, r, errors.new { kind = "refused", reason = "token_used", reached = false,
+        method = call.method, path = call.path, message = why })
+    end
+    r.claimed = true
+  end
   local timeout = call.timeout or run.cfg.timeout
   if timeout > left then timeout = left end
   r.attempt_started = now
@@ -203,6 +226,7 @@ local function complete(run, c, now)
   local ok, v1, v2, v3 = interpret(run, call, c)
   if ok then
     r.ok, r.value, r.status = true, v1, c.status
+    settle_token(run, call, r, "ok")
     local extras = call.op.extras
     if extras[1] then r[extras[1]] = v2 end
     if extras[2] then r[extras[2]] = v3 end

@@ -1,7 +1,8 @@
 --- Error values of flowmusic: what a failed call returns as its second value.
 -- Every error is a table with a metatable whose `__tostring` gives one readable line.
 -- Fields: `kind` ("http", "timeout", "network", "bad_response", "too_large", "redirect",
--- "cancelled" (a batch stopped early: `reason` "not_run" or "interrupted")),
+-- "cancelled" (a batch stopped early: `reason` "not_run" or "interrupted"), "refused" (not
+-- sent: `reason` "token_used", a refresh token flowmusic.used_tokens knows was sent before)),
 -- `status` (HTTP status, when there was one), `message`, `retry_after` (seconds, when the
 -- server said), `method`, `path`, `reason` (finer cause, e.g. "connect", "reset",
 -- "truncated"), `reached` (the request may have reached the server), `attempts`,

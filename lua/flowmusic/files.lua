@@ -99,12 +99,54 @@ function M.read_file(path, what, max)
   return data
 end
 
+--- Read one of flowmusic's own state files (alert state, history, used-token store): its
+-- text, "" when it does not exist yet, or nil, message.
+-- @param path the file
+-- @param max the largest size accepted, in bytes
+function M.read_state(path, max)
+  local f, err = io.open(path, "rb")
+  if not f then
+    if tostring(err):find("No such file", 1, true) then return "" end
+    return nil, ("cannot read %s: %s"):format(format.escape(path), tostring(err))
+  end
+  local text = f:read(max + 1)
+  f:close()
+  if text == nil then return nil, ("cannot read %s: a directory or unreadable"):format(format.escape(path)) end
+  if #text > max then return nil, ("%s is larger than %s"):format(format.escape(path), M.size(max)) end
+  return text
+end
+
+--- Whether a secret file is private: nil when it is (or is standard input), else the message
+-- that refuses it, naming the file, its mode and the fix. A file group or others may read
+-- leaks the secret; one they may write lets them swap it.
+-- @param path the file
+-- @param what how the file is called in messages
+function M.loose_mode(path, what)
+  if path == "-" then return nil end
+  local mode = require("flowmusic.core").file_mode(path)
+  if not mode then return nil end
+  local group, others = math.floor(mode / 8) % 8, mode % 8
+  if group < 2 and others < 2 then return nil end -- (an execute bit alone gives nothing away)
+  return ("%s '%s' is readable or writable by group or others (mode %04o): run chmod 600 %s, "
+    .. "or pass --allow-insecure-token-file"):format(what, named(path), mode,
+    M.shell_quote(format.escape(path)))
+end
+
 --- Read a secret (API token or refresh token) from a file or "-": at most 64 KiB, trailing
--- whitespace and newlines trimmed; empty files are refused. Returns the secret or nil,
--- message (which never holds any of the file's content).
-function M.read_secret(path, what)
+-- whitespace and newlines trimmed; empty files are refused, and so are files group or others
+-- may read or write (see loose_mode) unless `opts.allow_insecure`. Returns the secret or nil,
+-- message (which never holds any of the file's content), and "insecure" when the mode was
+-- the reason.
+-- @param path the file, or "-"
+-- @param what how the file is called in messages
+-- @param opts optional `{ allow_insecure = bool }`
+function M.read_secret(path, what, opts)
   local data, err = M.read_file(path, what, M.SECRET_MAX)
   if not data then return nil, err end
+  if not (opts and opts.allow_insecure) then
+    local loose = M.loose_mode(path, what)
+    if loose then return nil, loose, "insecure" end
+  end
   data = data:gsub("^\239\187\191", ""):gsub("[%s]+$", "")
   if data == "" then
     return nil, ("%s '%s' is empty"):format(what, named(path))

@@ -6,6 +6,11 @@ local M = {}
 
 local floor = math.floor
 
+--- An ISO 8601 UTC time (`2026-12-07T04:50:00Z`) of seconds since the epoch.
+function M.iso(t)
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", floor(t))
+end
+
 --- Format a number for people: integers without a fraction, others with up to 2 decimals.
 function M.number(v)
   if type(v) ~= "number" then return v end

@@ -21,6 +21,9 @@ local errors = require "flowmusic.errors"
 local defaults = require "flowmusic.defaults"
 local settings = require "flowmusic.settings"
 
+-- nginx's API table, when this runs inside OpenResty.
+local in_nginx = rawget(_G, "ngx")
+
 local M = { _VERSION = defaults.VERSION }
 
 --- Sentinel for JSON null, for the `null` option: `flowmusic.new { null = flowmusic.null }`.
@@ -78,6 +81,12 @@ local option_checks = {
   random = of_type("function"),
   thread_pool = of_type("string"),
   allow_blocking = of_type("boolean"),
+  used_tokens = function(v, name)
+    if not require("flowmusic.used_tokens").is_store(v) then
+      return nil, name .. " must be a store from flowmusic.used_tokens.open()"
+    end
+    return v
+  end,
 }
 
 --- Create a client.
@@ -92,7 +101,9 @@ local option_checks = {
 --   default: nil), `allow_http` (plain http to non-loopback hosts), `on_event` (function(ev)
 --   called after every attempt and every scheduled retry), `clock`/`sleep`/`random`
 --   (injectable time and randomness for the retry schedule), `thread_pool` /
---   `allow_blocking` (nginx). Defaults live in flowmusic.defaults.
+--   `allow_blocking` (nginx), `used_tokens` (a store from flowmusic.used_tokens.open(): a call
+--   that sends a refresh token then refuses one sent before, and records the ones it sends;
+--   not inside nginx). Defaults live in flowmusic.defaults.
 -- @return client. Raises on a bad option, an unreadable CA file or directory, or when no
 --   token is given.
 function M.new(opts)
@@ -123,6 +134,11 @@ function M.new(opts)
   local cfg, smsg = settings.transport(o, base_url)
   if not cfg then error("flowmusic.new: " .. smsg, 2) end
   cfg.base_url, cfg.token = base_url, token
+  if o.used_tokens then
+    -- (the store lives in this Lua state: nginx's worker threads can't reach it)
+    if in_nginx and in_nginx.get_phase then error("flowmusic.new: used_tokens is not available inside nginx", 2) end
+    cfg.used_tokens = o.used_tokens
+  end
   -- useapi.net's other endpoints (/v2/account) sit beside the API's /v1/flowmusic
   cfg.service_root = base_url:gsub("/v1/flowmusic$", "")
   local session = engine.session(cfg)
@@ -314,7 +330,6 @@ function Client:__tostring()
 end
 
 -- Inside nginx every call goes to a worker thread (flowmusic.ngx); elsewhere nothing changes.
-local in_nginx = rawget(_G, "ngx")
 if in_nginx and in_nginx.get_phase then runner = require("flowmusic.ngx").runner(run_local) end
 
 return M

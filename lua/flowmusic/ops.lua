@@ -104,7 +104,7 @@ M.define {
       if not n then return bad("add_account", 2, m) end
       body.maxJobs = n
     end
-    return { method = "POST", path = "/accounts", json = body, secrets = { token } }
+    return { method = "POST", path = "/accounts", json = body, secrets = { token }, spends = token }
   end,
   answer = "object", shape = account_shape,
   result = function(doc, status) return doc, status == 201 end,
@@ -288,7 +288,7 @@ function M.prepare(name, args)
   local method = req.method
   return {
     op = rec, name = name, method = method, path = req.path, root = req.root or false, body = body,
-    secrets = req.secrets,
+    secrets = req.secrets, spends = req.spends, -- (spends: the refresh token the call uses up)
     compressed = req.compressed or false, fresh = rec.fresh(method), answer = rec.answer,
     resend = rec.resend(method), write = rec.write(method),
     timeout = opts and opts.timeout, deadline = opts and opts.deadline, retries = opts and opts.retries,

@@ -32,12 +32,8 @@ local M = {}
 --- The fields of an event, in output order (the keys of `--json`, CSV and webhook bodies).
 M.FIELDS = { "at", "email", "event", "from", "to", "reason", "credits_remaining" }
 
---- An ISO 8601 UTC time (`2026-12-07T04:50:00Z`) of seconds since the epoch.
--- @tparam number t
--- @treturn string
-function M.iso(t)
-  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
-end
+--- An ISO 8601 UTC time (`2026-12-07T04:50:00Z`) of seconds since the epoch (flowmusic.format.iso).
+M.iso = require("flowmusic.format").iso
 
 -- Why a record is in its state, for the event.
 local function reason_of(rec, opts)
