@@ -28,6 +28,11 @@ url=$(fm sandbox start --dir "$dir" 2>/dev/null | tail -n 1)
 echo "sandbox at $url"
 export FLOWMUSIC_BASE_URL=$url
 export USEAPI_TOKEN=user:1-sandbox   # the sandbox's default API token
+# The demo's own used-token store and apply lock: a second demo re-adds the same made-up
+# tokens, which a real store would rightly refuse.
+export FLOWMUSIC_STATE_DIR=$dir/state
+# Token files must not be readable by others (flowmusic refuses them); git checks them out 0644.
+chmod 600 examples/tokens/*.txt
 
 echo
 echo "== adding accounts (refresh tokens are read from files and never printed)"
@@ -52,8 +57,6 @@ fm usage alice@example.com
 
 echo
 echo "== declarative fleet: examples/fleet.csv says which accounts should exist, and how"
-# Token files must not be readable by others (plan and apply warn, as ssh does).
-chmod 600 examples/tokens/*.txt
 echo "   (frank's refresh token expires: his account falls into error state)"
 fm accounts add --refresh-token-file examples/tokens/frank-broken.txt >/dev/null
 echo "== flowmusic plan examples/fleet.csv"

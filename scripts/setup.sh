@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(lua5.4 liblua5.4-dev lua-cjson lua-socket libcurl4-openssl-dev ca-certificates
-          lua-argparse
+          lua-argparse lua-inifile  # the command line; its config file (profiles)
           cmake gcc make libc6-dev pkg-config nginx-core libnginx-mod-http-lua lua-resty-core)
 with_tests=0
 if [[ ${1:-} == --test ]]; then

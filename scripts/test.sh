@@ -34,6 +34,10 @@ jobs_max=${FLOWMUSIC_TEST_JOBS:-6}
 limit=${FLOWMUSIC_SUITE_LIMIT:-900}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
+# No spec may touch the user's own used-token store, apply lock or config file: the specs set
+# their own; these catch any run that doesn't.
+export FLOWMUSIC_STATE_DIR="$logs/state" XDG_CONFIG_HOME="$logs/config"
+unset FLOWMUSIC_PROFILE FLOWMUSIC_MIN_CREDITS
 names=()
 
 # run_suite ID COMMAND...: run one suite under the time limit; its output, exit code and wall

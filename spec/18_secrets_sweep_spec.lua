@@ -110,6 +110,41 @@ describe("secrets sweep", function()
     assert.is_true(#all >= 45)
   end)
 
+  it("the used-token store, and config show", function()
+    sb:reset()
+    local state = dir .. "/state-sweep"
+    local with = { env = { FLOWMUSIC_STATE_DIR = state } }
+    local add = "accounts add --refresh-token-file " .. cli.q(dir .. "/refresh.txt")
+    assert.equal(0, (run:run(add, with)))
+    -- an add whose answer never comes is recorded too (outcome unknown)
+    sb:fault { fault = "reset", apply = 1, method = "POST", path = ACCOUNTS }
+    assert.equal(1, (run:run(add .. " --force", with)))
+    local code, out, err = run:run(add, with)
+    assert.equal(2, code)
+    assert_clean(out .. err, "the refusal of a used token")
+    local p = io.popen("cat " .. cli.q(state) .. "/used-tokens.jsonl")
+    local store = p:read("*a")
+    p:close()
+    assert.truthy(store:find('"outcome":"ok"', 1, true), store)
+    assert.truthy(store:find('"outcome":"unknown"', 1, true), store)
+    assert.truthy(store:find("sha256:" .. core.sha256(REFRESH), 1, true), store)
+    assert_clean(store, "the used-token store")
+    -- config show, with the API token from a profile's file and from the environment
+    cli.spit(dir .. "/api.txt", API .. "\n")
+    local cfg = dir .. "/cfg-sweep"
+    os.execute("mkdir -p " .. cli.q(cfg .. "/flowmusic"))
+    cli.spit(cfg .. "/flowmusic/config", "[default]\ntoken_file = " .. dir .. "/api.txt\n"
+      .. "proxy = http://user:" .. REFRESH .. "@127.0.0.1:9/\n")
+    for _, env in ipairs { { XDG_CONFIG_HOME = cfg, USEAPI_TOKEN = false }, { XDG_CONFIG_HOME = cfg } } do
+      for _, mode in ipairs { "", " --json", " --csv" } do
+        code, out, err = run:run("config show" .. mode, { env = env })
+        assert.equal(0, code, err)
+        assert.truthy(out:find("token", 1, true), out)
+        assert_clean(out .. err, "config show" .. mode)
+      end
+    end
+  end)
+
   it("the sandbox directory and its logs", function()
     local hits = io.popen("cat " .. cli.q(sb.dir) .. "/* 2>/dev/null"):read("*a")
     assert.is_true(#hits > 0, "the sandbox directory is empty")

@@ -24,11 +24,13 @@ function M.slurp(path)
   return s
 end
 
---- Write text to a file; returns the path.
+--- Write text to a file, mode 0600 (token files must be private: flowmusic refuses others);
+-- returns the path. A spec that wants another mode chmods the file itself.
 function M.spit(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
   f:close()
+  assert(os.execute("chmod 600 " .. M.q(path)))
   return path
 end
 
@@ -70,7 +72,13 @@ function Cli:command(argv, opts)
   for k, v in pairs(opts.env or {}) do env[k] = v end
   -- SIGINT/SIGTERM back to their default: a shell starts background commands with SIGINT
   -- ignored, and a signal sent before the CLI's handler would be lost, unlike on a terminal.
-  local parts = { "exec env --default-signal=INT,TERM -u USEAPI_TOKEN -u FLOWMUSIC_BASE_URL" }
+  -- Each run has its own state directory (used-token store, apply lock) and no config file
+  -- unless a spec sets them: the user's own must never leak into a spec, and a spec that
+  -- re-adds a token tests the store only when it says so.
+  if env.FLOWMUSIC_STATE_DIR == nil then env.FLOWMUSIC_STATE_DIR = self.tmp .. "/state" .. self.n end
+  if env.XDG_CONFIG_HOME == nil then env.XDG_CONFIG_HOME = self.tmp .. "/config" end
+  local parts = { "exec env --default-signal=INT,TERM -u USEAPI_TOKEN -u FLOWMUSIC_BASE_URL -u FLOWMUSIC_PROFILE"
+    .. " -u FLOWMUSIC_MIN_CREDITS" }
   local sets = {}
   for k, v in pairs(env) do -- (env takes every -u before the first NAME=VALUE)
     if v then sets[#sets + 1] = k .. "=" .. q(v) else parts[#parts + 1] = "-u " .. q(k) end

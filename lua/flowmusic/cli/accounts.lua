@@ -4,7 +4,6 @@
 -- @module flowmusic.cli.accounts
 local common = require "flowmusic.cli.common"
 local validate = require "flowmusic.validate"
-local files = require "flowmusic.files"
 local output = require "flowmusic.cli.output"
 local format = require "flowmusic.format"
 
@@ -128,6 +127,7 @@ The token is read from --refresh-token-file FILE or from standard input ('-' or
       cmd:option("--max-jobs", "Set maxJobs, 1-16 (default: chosen by the service from the plan tier).")
         :argname("N"):overwrite(false):convert(function(v) return common.max_jobs(v, "--max-jobs") end)
       cmd:argument("-", "Read the refresh token from standard input."):args("?"):target("stdin")
+      common.write_options(cmd)
     end },
   { "set-max-jobs", "Change maxJobs (N is an integer 1-16) of an existing account.", function(cmd)
       email_arg(cmd)
@@ -144,7 +144,7 @@ local function run(args)
   local mode = common.mode(args)
 
   -- Check the arguments before anything else (and before reading secrets).
-  local call, result_word
+  local call, result_word, used_tokens
   if sub == "list" then
     call = { "list_accounts" }
   elseif sub == "get" then
@@ -167,18 +167,28 @@ local function run(args)
     if not file or file == "" then
       return common.usage_error(name, "missing the refresh token: use --refresh-token-file FILE or - (standard input)")
     end
-    local token, terr = files.read_secret(file, "refresh token file")
+    local token, terr = common.refresh_token(args, file)
     if not token then return common.usage_error(name, terr) end
     local tok, verr = validate.refresh_token(token)
     if not tok then return common.usage_error(name, verr) end
+    -- A token sent before is refused here, before anything is sent (--force sends it).
+    local store, serr = common.used_tokens(args)
+    if not store then return common.usage_error(name, serr) end
+    local used = store:refusal(token)
+    if used then
+      common.say(name, used .. " (nothing was sent)")
+      return common.USAGE
+    end
+    used_tokens = store
     call = { "add_account", token, args.max_jobs }
   end
 
-  local client, cerr = common.client(args)
+  local client, cerr = common.client(args, { used_tokens = used_tokens })
   if not client then return common.usage_error(name, cerr) end
   local r = common.call(client, args, call)
   client:close()
   if not r.ok then return failed(r) end
+  if r.note and sub == "add" then common.say(name, "warning: " .. r.note) end
 
   if sub == "list" then
     local emails = {}

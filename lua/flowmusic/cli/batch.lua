@@ -10,6 +10,10 @@ local output = require "flowmusic.cli.output"
 local format = require "flowmusic.format"
 local rowfile = require "flowmusic.rowfile"
 local report = require "flowmusic.cli.usagereport"
+local used_tokens = require "flowmusic.used_tokens"
+
+-- The calls that change accounts: a batch with any of them takes the apply lock.
+local WRITES = { add_account = true, set_max_jobs = true, delete_account = true }
 
 local DESCRIPTION = [[
 Runs one account operation per row of FILE ('-' = standard input), concurrently
@@ -86,7 +90,9 @@ end
 
 -- Check one parsed row; returns the plan entry { line, op, email, max_jobs, call } or
 -- { line, op, email, error }. Token files are read here; their content goes only into call.
-local function plan_row(row, base_dir)
+-- ctx: `opts` (the command's arguments), `store` (the used-token store, flowmusic.used_tokens),
+-- `spent` (fingerprint -> line of the row that sends that token).
+local function plan_row(row, base_dir, ctx)
   local p = { line = row.line, op = row.op, email = row.email }
   if row.error then p.error = row.error return p end
   local op = row.op
@@ -120,10 +126,19 @@ local function plan_row(row, base_dir)
       p.error = "refresh_token_file must name a file"
       return p
     end
-    local token, err = files.read_secret(file, "refresh token file")
+    local token, err = common.refresh_token(ctx.opts, file)
     if not token then p.error = err return p end
     local ok, verr = validate.refresh_token(token)
     if not ok then p.error = ("refresh token file '%s': %s"):format(file, verr) return p end
+    local fp = used_tokens.fingerprint(token)
+    if ctx.spent[fp] and not ctx.opts.force then
+      p.error = ("refresh token file '%s' holds the token line %d sends: a refresh token is good for one add")
+        :format(file, ctx.spent[fp])
+      return p
+    end
+    local used = ctx.store and ctx.store:refusal(token)
+    if used then p.error = ("refresh token file '%s': %s"):format(file, used) return p end
+    ctx.spent[fp] = row.line
     p.call = { "add_account", token, p.max_jobs }
   elseif op == "set-max-jobs" then
     p.call = { "set_max_jobs", row.email, p.max_jobs }
@@ -225,8 +240,15 @@ local function run(opts)
     end
   end
   files.prefetch_kinds(token_files)
+  -- Tokens sent before are refused row by row, before anything is sent (--force sends them).
+  local ctx = { opts = opts, spent = {} }
+  if #token_files > 0 then
+    local store, serr = common.used_tokens(opts)
+    if not store then return common.usage_error("batch", serr) end
+    ctx.store = store
+  end
   for i, row in ipairs(rows) do
-    local p = plan_row(row, base_dir)
+    local p = plan_row(row, base_dir, ctx)
     p.file = row.refresh_token_file
     plan[i] = p
     if p.error then
@@ -246,11 +268,24 @@ local function run(opts)
       :format(invalid - MAX_STDERR))
   end
 
-  local client
+  local client, lock
   if not opts.dry_run and #calls > 0 then
     local cerr
-    client, cerr = common.client(opts)
+    client, cerr = common.client(opts, { used_tokens = ctx.store })
     if not client then return common.usage_error("batch", cerr) end
+    -- Rows that write wait for (or refuse) another apply or writing batch: one at a time.
+    for _, call in ipairs(calls) do
+      if WRITES[call[1]] then
+        local lerr
+        lock, lerr = common.write_lock(opts)
+        if not lock then
+          client:close()
+          common.say("batch", lerr .. "; nothing was sent")
+          return common.FAILED
+        end
+        break
+      end
+    end
   end
 
   -- Rows are written in file order, each as soon as it and every row before it are known
@@ -327,6 +362,7 @@ local function run(opts)
     })
     bar:finish()
     client:close()
+    if lock then lock:unlock() end
     for j, r in ipairs(res) do take(j, r) end
   end
   write_ready()
@@ -375,6 +411,8 @@ return {
       cmd:flag("--progress", "Force the progress bar on stderr on (default: on when stderr is a terminal)."),
       cmd:flag("--no-progress", "Force the progress bar off."))
     common.connection_options(cmd)
+    common.write_options(cmd)
+    common.lock_option(cmd)
     common.output_options(cmd)
   end,
   run = run,

@@ -111,14 +111,19 @@ end
 M.converter = converter
 
 --- Declare the connection options on an argparse command:
--- --token-file FILE, --base-url URL, --timeout SECS, --retries N, --cacert, --capath,
--- --proxy, --verbose. With `own_timeout`, the command's --timeout means something else
--- (flowmusic wait) and attempts keep the default.
+-- --profile NAME, --token-file FILE, --base-url URL, --timeout SECS, --retries N, --cacert,
+-- --capath, --proxy, --allow-insecure-token-file, --verbose. With `own_timeout`, the
+-- command's --timeout means something else (flowmusic wait) and attempts keep the default.
 function M.connection_options(cmd, own_timeout)
   local opts = {
-    cmd:option("--token-file", "Read the useapi.net API token from FILE (default: $USEAPI_TOKEN).")
+    cmd:option("--profile", "Use the settings of this profile of the config file (default: "
+      .. "$FLOWMUSIC_PROFILE, else [default]).")
+      :argname("NAME"):overwrite(false),
+    cmd:option("--token-file", "Read the useapi.net API token from FILE (default: $USEAPI_TOKEN, then the profile's "
+      .. "token_file).")
       :argname("FILE"):overwrite(false),
-    cmd:option("--base-url", "API base URL (default: $FLOWMUSIC_BASE_URL, else " .. defaults.base_url .. ").")
+    cmd:option("--base-url", "API base URL (default: $FLOWMUSIC_BASE_URL, the profile's, else "
+      .. defaults.base_url .. ").")
       :argname("URL"):overwrite(false),
   }
   if not own_timeout then
@@ -129,14 +134,100 @@ function M.connection_options(cmd, own_timeout)
     :format(defaults.max_retries, defaults.retries))
     :argname("N"):overwrite(false):convert(converter(M.retries, "--retries"))
   opts[#opts + 1] = cmd:option("--cacert",
-    "Trust the CAs of this PEM file (default: $CURL_CA_BUNDLE, then $SSL_CERT_FILE).")
+    "Trust the CAs of this PEM file (default: $CURL_CA_BUNDLE, then $SSL_CERT_FILE, then the profile's).")
     :argname("FILE"):overwrite(false)
-  opts[#opts + 1] = cmd:option("--capath", "Trust the CAs of this hashed directory (default: $SSL_CERT_DIR).")
+  opts[#opts + 1] = cmd:option("--capath", "Trust the CAs of this hashed directory (default: $SSL_CERT_DIR, "
+    .. "then the profile's).")
     :argname("DIR"):overwrite(false)
-  opts[#opts + 1] = cmd:option("--proxy", "Go through this proxy (default: $HTTPS_PROXY, $ALL_PROXY; $NO_PROXY).")
+  opts[#opts + 1] = cmd:option("--proxy", "Go through this proxy (default: $HTTPS_PROXY, $ALL_PROXY; $NO_PROXY; "
+    .. "then the profile's).")
     :argname("URL"):overwrite(false)
+  opts[#opts + 1] = cmd:flag("--allow-insecure-token-file", "Read token and config files even when group or "
+    .. "others may read or write them.")
   opts[#opts + 1] = cmd:flag("--verbose", "Per-request timing and attempts on stderr (never any secret).")
   cmd:group("Connection options", (table.unpack or unpack)(opts))
+end
+
+--- Declare the options of commands that send refresh tokens or change accounts: --state-dir
+-- DIR (the used-token store and the apply lock) and, unless `no_force`, --force (send a token
+-- the store says was used already).
+function M.write_options(cmd, no_force)
+  local opts = { cmd:option("--state-dir", "Keep the used-token store and the apply lock here (default: "
+      .. "$FLOWMUSIC_STATE_DIR, the profile's, $XDG_STATE_HOME/flowmusic, ~/.local/state/flowmusic).")
+      :argname("DIR"):overwrite(false) }
+  if not no_force then
+    opts[2] = cmd:flag("--force", "Send a refresh token even though it was sent before (the used-token store).")
+  end
+  cmd:group("Safety options", (table.unpack or unpack)(opts))
+end
+
+--- Declare --lock-timeout SECS (apply, and batch with writes): how long to wait for another
+-- run's lock.
+function M.lock_option(cmd)
+  cmd:option("--lock-timeout", "Wait up to SECS for another apply (or writing batch) to finish "
+    .. "(default 0: refuse at once).")
+    :argname("SECS"):overwrite(false):convert(converter(function(v)
+      if type(v) == "string" and v:match("^%s*0*%.?0*%s*$") and v:find("0") then return 0 end
+      return M.seconds(v, "--lock-timeout")
+    end))
+end
+
+local resolved = {} -- args -> the settings (flowmusic.cli.profile.resolve), once per run
+
+--- Every setting for these arguments, with its source (flowmusic.cli.profile), or nil,
+-- message (a usage error: unknown profile, bad config file).
+function M.settings(args)
+  local s = resolved[args]
+  if s then return s end
+  local err
+  s, err = require("flowmusic.cli.profile").resolve(args)
+  if not s then return nil, err end
+  resolved[args] = s
+  return s
+end
+
+--- The credit minimum for these arguments (--min-credits, $FLOWMUSIC_MIN_CREDITS, the
+-- profile's min_credits): a number, or nil when none is set; or nil, message.
+function M.min_credits(args)
+  local s, err = M.settings(args)
+  if not s then return nil, err end
+  local v = s.min_credits
+  if v.value == nil then return nil end
+  if type(v.value) == "number" then return v.value end
+  return M.minimum(v.value, "min_credits (from " .. v.source .. ")")
+end
+
+--- The state directory for these arguments (--state-dir, $FLOWMUSIC_STATE_DIR, the profile,
+-- the default), or nil, message.
+function M.state_dir(args)
+  local s, err = M.settings(args)
+  if not s then return nil, err end
+  if not s.state_dir.value then return nil, s.state_dir.source end
+  return s.state_dir.value
+end
+
+--- The used-token store (flowmusic.used_tokens) for these arguments (honouring --force), or
+-- nil, message.
+function M.used_tokens(args)
+  local dir, err = M.state_dir(args)
+  if not dir then return nil, err end
+  return require("flowmusic.used_tokens").open { dir = dir, force = args.force }
+end
+
+--- Take the lock that lets one apply (or writing batch) run at a time, waiting up to
+-- --lock-timeout. Returns the lock, or nil and the message saying who holds it.
+function M.write_lock(args)
+  local dir, err = M.state_dir(args)
+  if not dir then return nil, err end
+  local wait = args.lock_timeout or 0
+  local lock, msg, pid = require("flowmusic.statedir").lock(dir, "apply", wait)
+  if lock then return lock end
+  if pid then
+    return nil, ("another apply or batch is changing accounts: %s; %s"):format(msg, wait > 0
+      and ("it still held it after --lock-timeout " .. tostring(wait) .. " s")
+      or "wait for it to finish, or pass --lock-timeout SECS to wait for it")
+  end
+  return nil, msg
 end
 
 --- Declare the output options on an argparse command: --json and --csv (exclusive).
@@ -174,39 +265,63 @@ end
 
 local api_tokens = {} -- token file -> its token (read once)
 
---- The API token from --token-file (read once, then remembered as a secret never to quote),
--- else from $USEAPI_TOKEN; or nil, message.
+--- The API token from --token-file, else $USEAPI_TOKEN, else the profile's token_file (a
+-- file's token is read once, then remembered as a secret never to quote); or nil, message.
 function M.api_token(args)
-  if args.token_file then
-    local tok = api_tokens[args.token_file]
+  local s, serr = M.settings(args)
+  if not s then return nil, serr end
+  local file = s.token.file
+  if file then
+    local tok = api_tokens[file]
     if tok then return tok end
     local err
-    tok, err = files.read_secret(args.token_file, "token file")
-    if not tok then return nil, err end
-    api_tokens[args.token_file] = tok
+    tok, err = files.read_secret(file, "token file", { allow_insecure = args.allow_insecure_token_file })
+    if not tok then
+      if s.token.source ~= "--token-file" then err = err .. " (token_file of " .. s.token.source .. ")" end
+      return nil, err
+    end
+    api_tokens[file] = tok
     held[#held + 1] = tok
     return tok
   end
-  local env = os.getenv("USEAPI_TOKEN")
-  if env == nil or env == "" then
-    return nil, "no API token: set USEAPI_TOKEN or pass --token-file FILE"
-  end
-  return env
+  if s.token.env then return os.getenv(s.token.env) end
+  return nil, "no API token: set USEAPI_TOKEN, pass --token-file FILE, or name a token_file in a profile "
+    .. "(flowmusic config show)"
 end
 
---- Make a client from the options (--token-file, --base-url, --timeout, --retries) and the
--- environment. Returns the client, or nil, message (a usage/input error: exit 2).
-function M.client(args)
+--- A refresh token from a file ("-": standard input), refused when group or others may read
+-- or write the file (unless --allow-insecure-token-file); or nil, message.
+function M.refresh_token(args, path)
+  return files.read_secret(path, "refresh token file", { allow_insecure = args.allow_insecure_token_file })
+end
+
+--- Make a client from the options (--token-file, --base-url, --timeout, --retries, the CA and
+-- proxy options, the profile) and the environment. `extra` adds client options (e.g.
+-- `used_tokens`). Returns the client, or nil, message (a usage/input error: exit 2).
+function M.client(args, extra)
   local flowmusic = require "flowmusic"
+  local s, serr = M.settings(args)
+  if not s then return nil, serr end
   local o = {}
+  for k, v in pairs(extra or {}) do o[k] = v end
   local tok, err = M.api_token(args)
   if not tok then return nil, err end
-  if args.token_file then o.token = tok end
-  if args.base_url then o.base_url = args.base_url end
-  -- The CA settings are checked here, before anything is sent, and named as the flags are.
-  local ca, cerr = require("flowmusic.trust").resolve(args.cacert, args.capath)
+  o.token = tok
+  o.base_url = s.base_url.value
+  -- The CA settings are checked here, before anything is sent, and named as they were given.
+  local ca, cerr
+  if s.ca_from_env then
+    ca, cerr = require("flowmusic.trust").resolve(nil, nil)
+  else
+    ca, cerr = require("flowmusic.trust").resolve(s.cacert.value, s.capath.value)
+    if not ca and s.cacert.source ~= "--cacert/--capath" then
+      cerr = cerr:gsub("^cainfo:", "cacert of " .. tostring(s.cacert.source) .. ":")
+        :gsub("^capath:", "capath of " .. tostring(s.capath.source) .. ":")
+    end
+  end
   if not ca then return nil, (cerr:gsub("^cainfo:", "--cacert:"):gsub("^capath:", "--capath:")) end
-  o.cainfo, o.capath, o.proxy = ca.cainfo, ca.capath, args.proxy
+  o.cainfo, o.capath = ca.cainfo, ca.capath
+  if not s.proxy.from_env then o.proxy = s.proxy.value end
   o.timeout, o.retries = args.timeout, args.retries
   if o.timeout then
     -- Long attempts get a deadline that leaves room for every retry.
@@ -214,7 +329,11 @@ function M.client(args)
   end
   local ok, client = pcall(flowmusic.new, o)
   if not ok then
-    return nil, (strip_where(client):gsub("^flowmusic%.new: ", ""))
+    local msg = strip_where(client):gsub("^flowmusic%.new: ", "")
+    if s.base_url.source ~= "--base-url" and msg:find("base_url", 1, true) then
+      msg = msg .. " (base_url from " .. s.base_url.source .. ")"
+    end
+    return nil, msg
   end
   return client
 end

@@ -28,6 +28,7 @@ M.COMMANDS = {
   { "wait", "Wait until an account is ok, exists or is gone (exit 124 on timeout)." },
   { "plan", "Compare a fleet file with the live accounts and show what apply would do." },
   { "apply", "Make the live accounts match a fleet file or a saved plan." },
+  { "config", "Show the settings in effect (flags, environment, profile, defaults) and where each came from." },
   { "sandbox", "Run the local sandbox of the accounts API (start|stop|status)." },
 }
 

@@ -68,6 +68,8 @@ function M.run(args)
   if not email then return common.usage_error("wait", emsg) end
   local client, cerr = common.client(args)
   if not client then return common.usage_error("wait", cerr) end
+  local min_credits, merr = common.min_credits(args)
+  if merr then client:close() return common.usage_error("wait", merr) end
   local wait = require "flowmusic.fleet.wait"
   local core = require "flowmusic.core"
   local started = core.now()
@@ -80,7 +82,7 @@ function M.run(args)
   end
   local rec, failure = wait.wait(client, email, { ["for"] = args["for"],
     timeout = seconds(args.timeout, "--timeout"), interval = seconds(args.interval, "--interval"),
-    min_credits = args.min_credits, cancel = common.cancel, on_poll = on_poll })
+    min_credits = min_credits, cancel = common.cancel, on_poll = on_poll })
   client:close()
   local last = rec or failure.record
   local result = {

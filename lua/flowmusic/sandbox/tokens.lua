@@ -6,6 +6,8 @@
 -- * `sandbox:broken:<email>` → the account is stored in error state;
 -- * `sandbox:stale:<email>` → tier plus, but useapi's refresh of its access token stalled two
 --   hours ago (`refreshed_at` 2 h back, so `access_token_expires_at` is 1 h past);
+-- * `sandbox:<kind>:<email>/<anything>` → as `sandbox:<kind>:<email>`: another token of the same
+--   account (real refresh tokens change on every refresh; the store of used tokens tells them apart);
 -- * any other token (≥ 10 chars) → `user-<first 8 hex of md5(token)>@flowmusic.sandbox`, tier plus.
 -- @module flowmusic.sandbox.tokens
 
@@ -45,7 +47,7 @@ end
 -- @tparam string token at least 10 characters
 -- @treturn table `{email=, tier=, broken=bool, stale=bool}`, or `nil, message` when the refresh fails
 function M.resolve(token)
-  local kind, email = token:match("^sandbox:(%a+):(.+)$")
+  local kind, email = token:match("^sandbox:(%a+):([^/]+)")
   if kind == "fail" then
     return nil, M.FAILED
   elseif kind == "broken" then
