@@ -10,6 +10,10 @@ local core = require "flowmusic.core"
 local format = require "flowmusic.format"
 local events = require "flowmusic.fleet.events"
 local status = require "flowmusic.fleet.status"
+local files = require "flowmusic.files"
+
+-- The largest history read back (rotate it with logrotate copytruncate well before).
+local MAX_BYTES = 256 * 1024 * 1024
 
 local M = {}
 
@@ -60,24 +64,19 @@ end
 --   events.
 function M.read(path, filter)
   filter = filter or {}
-  local f, err = io.open(path, "rb")
-  if not f then
-    if tostring(err):find("No such file", 1, true) then return {} end
-    return nil, ("cannot read %s: %s"):format(format.escape(path), tostring(err))
-  end
+  local text, err = files.read_state(path, MAX_BYTES)
+  if not text then return nil, err end
   local all, n = {}, 0
-  for line in f:lines() do
+  for line in text:gmatch("([^\n]*)\n?") do
     n = n + 1
     if line ~= "" then
       local e = core.json_decode(line)
       if type(e) ~= "table" or type(e.at) ~= "string" or type(e.email) ~= "string" or type(e.event) ~= "string" then
-        f:close()
         return nil, ("%s line %d is not a flowmusic event (at, email, event)"):format(format.escape(path), n)
       end
       all[#all + 1] = e
     end
   end
-  f:close()
   downtimes(all) -- over the whole history, so a filter never hides when an outage began
   local list = {}
   for _, e in ipairs(all) do

@@ -13,6 +13,7 @@
 -- @module flowmusic.fleet.statefile
 local core = require "flowmusic.core"
 local format = require "flowmusic.format"
+local files = require "flowmusic.files"
 local events = require "flowmusic.fleet.events"
 
 local M = {}
@@ -53,15 +54,9 @@ end
 -- @return the state (`{ accounts = {...}, pending = {...}, updated_at = ... }`; an empty
 --   one when the file does not exist), or nil and a message (unreadable, corrupt, foreign)
 function M.load(path)
-  local f, err = io.open(path, "rb")
-  if not f then
-    if tostring(err):find("No such file", 1, true) then return M.empty() end
-    return nil, ("cannot read %s: %s"):format(format.escape(path), tostring(err))
-  end
-  local text = f:read(MAX_BYTES + 1)
-  f:close()
-  if text == nil then return bad(path, "it is a directory or unreadable") end
-  if #text > MAX_BYTES then return bad(path, "larger than 16 MiB") end
+  local text, err = files.read_state(path, MAX_BYTES)
+  if not text then return nil, err end
+  if text == "" then return M.empty() end
   local doc, derr = core.json_decode(text)
   if doc == nil then return bad(path, "not JSON: " .. tostring(derr)) end
   if type(doc) ~= "table" or doc.format ~= M.FORMAT then return bad(path, "no \"format\":\"" .. M.FORMAT .. "\"") end
