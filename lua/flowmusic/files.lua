@@ -100,18 +100,19 @@ function M.read_file(path, what, max)
 end
 
 --- Read one of flowmusic's own state files (alert state, history, used-token store): its
--- text, "" when it does not exist yet, or nil, message.
+-- text, false when it does not exist yet, or nil, message.
 -- @param path the file
 -- @param max the largest size accepted, in bytes
 function M.read_state(path, max)
   local f, err = io.open(path, "rb")
   if not f then
-    if tostring(err):find("No such file", 1, true) then return "" end
+    if tostring(err):find("No such file", 1, true) then return false end
     return nil, ("cannot read %s: %s"):format(format.escape(path), tostring(err))
   end
-  local text = f:read(max + 1)
+  local text, rerr = f:read(max + 1)
   f:close()
-  if text == nil then return nil, ("cannot read %s: a directory or unreadable"):format(format.escape(path)) end
+  if text == nil and rerr then return nil, ("cannot read %s: %s"):format(format.escape(path), tostring(rerr)) end
+  text = text or "" -- (an empty file)
   if #text > max then return nil, ("%s is larger than %s"):format(format.escape(path), M.size(max)) end
   return text
 end

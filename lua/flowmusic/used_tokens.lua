@@ -72,8 +72,8 @@ function M.open(opts)
   if not dir then return nil, why end
   local path = dir .. "/" .. M.FILE
   local text, err = files.read_state(path, MAX_BYTES)
-  if not text then return nil, err end
-  local entries, perr = parse(path, text)
+  if text == nil then return nil, err end
+  local entries, perr = parse(path, text or "")
   if not entries then return nil, perr end
   return setmetatable({ dir = dir, path = path, force = opts.force and true or false, entries = entries,
     claimed = {} }, Store)

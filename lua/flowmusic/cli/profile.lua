@@ -120,8 +120,8 @@ function M.profiles(allow_insecure)
   if not path then return {}, nil end
   if loaded[path] ~= nil then return loaded[path] or {}, path end
   local text, err = files.read_state(path, MAX_BYTES)
-  if not text then return nil, err end
-  if text == "" then loaded[path] = false return {}, path end
+  if text == nil then return nil, err end
+  if not text or text == "" then loaded[path] = false return {}, path end
   local profiles, perr = parse(text, path)
   if not profiles then return nil, perr end
   for _, p in pairs(profiles) do

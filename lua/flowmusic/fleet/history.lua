@@ -65,9 +65,9 @@ end
 function M.read(path, filter)
   filter = filter or {}
   local text, err = files.read_state(path, MAX_BYTES)
-  if not text then return nil, err end
+  if text == nil then return nil, err end
   local all, n = {}, 0
-  for line in text:gmatch("([^\n]*)\n?") do
+  for line in (text or ""):gmatch("([^\n]*)\n?") do
     n = n + 1
     if line ~= "" then
       local e = core.json_decode(line)

@@ -55,8 +55,8 @@ end
 --   one when the file does not exist), or nil and a message (unreadable, corrupt, foreign)
 function M.load(path)
   local text, err = files.read_state(path, MAX_BYTES)
+  if text == false then return M.empty() end
   if not text then return nil, err end
-  if text == "" then return M.empty() end
   local doc, derr = core.json_decode(text)
   if doc == nil then return bad(path, "not JSON: " .. tostring(derr)) end
   if type(doc) ~= "table" or doc.format ~= M.FORMAT then return bad(path, "no \"format\":\"" .. M.FORMAT .. "\"") end
