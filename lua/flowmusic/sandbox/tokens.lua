@@ -6,7 +6,7 @@
 -- * `sandbox:broken:<email>` → the account is stored in error state;
 -- * `sandbox:stale:<email>` → tier plus, but useapi's refresh of its access token stalled two
 --   hours ago (`refreshed_at` 2 h back, so `access_token_expires_at` is 1 h past);
--- * `sandbox:<kind>:<email>/<anything>` → as `sandbox:<kind>:<email>`: another token of the same
+-- * `sandbox:<kind>:<email>/<anything>` (after the domain) → as `sandbox:<kind>:<email>`: another token of the same
 --   account (real refresh tokens change on every refresh; the store of used tokens tells them apart);
 -- * any other token (≥ 10 chars) → `user-<first 8 hex of md5(token)>@flowmusic.sandbox`, tier plus.
 -- @module flowmusic.sandbox.tokens
@@ -47,7 +47,9 @@ end
 -- @tparam string token at least 10 characters
 -- @treturn table `{email=, tier=, broken=bool, stale=bool}`, or `nil, message` when the refresh fails
 function M.resolve(token)
-  local kind, email = token:match("^sandbox:(%a+):([^/]+)")
+  local kind, email = token:match("^sandbox:(%a+):(.+)$")
+  -- (a '/' after the domain starts the rotated part; one before the '@' is the email's own)
+  email = email and (email:match("^(.*@[^/]*)/[^@]*$") or email)
   if kind == "fail" then
     return nil, M.FAILED
   elseif kind == "broken" then
