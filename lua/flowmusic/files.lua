@@ -12,6 +12,18 @@ local M = {}
 function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local shell_quote = M.shell_quote
 
+--- Run a shell command and return its exit status (0 for success, 128+N when signal N killed
+-- it), whatever the Lua: 5.1 and LuaJIT give the wait status, 5.2+ three values.
+function M.execute(cmd)
+  local a, how, code = os.execute(cmd)
+  if type(a) == "number" then
+    if a % 256 == 0 then return math.floor(a / 256) end
+    return 128 + a % 128
+  end
+  if how == "signal" then return 128 + code end
+  return code or (a and 0 or 1)
+end
+
 --- Largest token file (API token or refresh token), in bytes.
 M.SECRET_MAX = 64 * 1024
 

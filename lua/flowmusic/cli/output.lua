@@ -15,10 +15,8 @@ function M.isatty(file)
     local ok2, r = pcall(term.isatty, file)
     if ok2 then return r and true or false end
   end
-  local fd = (file == io.stderr) and 2 or 1
-  local r1, _, r3 = os.execute("test -t " .. fd)
-  if type(r1) == "number" then return r1 == 0 end -- Lua 5.1
-  return r1 == true and r3 == 0
+  local fd = (file == io.stderr) and 2 or (file == io.stdin) and 0 or 1
+  return require("flowmusic.files").execute("test -t " .. fd) == 0
 end
 
 -- Quoting a value from the input in a message follows one rule, `flowmusic.validate.quote`
@@ -71,7 +69,9 @@ end
 
 --- A writer for one output mode.
 -- @param mode "table", "json" or "csv"
--- @param columns array of { key = field, title = heading, right = align right }
+-- @param columns array of { key = field, title = heading, right = align right, text =
+--   function(value) -> string for CSV and tables (JSON keeps the value: e.g. labels, an
+--   object in JSON and `k=v;k2=v2` in CSV) }
 -- @param out file (default io.stdout)
 -- @return writer with :add(row) and :finish(); table mode buffers rows to size columns
 function M.writer(mode, columns, out)
@@ -89,7 +89,11 @@ function M.writer(mode, columns, out)
         header_done = true
       end
       local f = {}
-      for i, c in ipairs(columns) do f[i] = csv_field(row[c.key]) end
+      for i, c in ipairs(columns) do
+        local v = row[c.key]
+        if c.text then v = c.text(v) end
+        f[i] = csv_field(v)
+      end
       out:write(table.concat(f, ","), "\n")
     else
       w.rows[#w.rows + 1] = row
@@ -117,7 +121,9 @@ function M.render(columns, rows)
   for r, row in ipairs(rows) do
     cells[r] = {}
     for i, c in ipairs(columns) do
-      local s = cell(row[c.key])
+      local v = row[c.key]
+      if c.text then v = c.text(v) end
+      local s = cell(v)
       cells[r][i] = s
       if width(s) > widths[i] then widths[i] = width(s) end
     end

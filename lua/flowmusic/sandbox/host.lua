@@ -11,9 +11,7 @@ M.shell_quote = require("flowmusic.files").shell_quote
 
 --- Run a shell command; true when it exited with status 0 (Lua 5.1 and 5.2+ conventions).
 function M.run(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
+  return require("flowmusic.files").execute(cmd) == 0
 end
 
 --- Output of a shell command ("" when it can't start).
