@@ -23,6 +23,7 @@ dependencies = {
    "luasocket", -- the sandbox launcher (flowmusic sandbox start)
    "lua-cjson",
    "argparse",
+   "inifile", -- the command line's config file (flowmusic.cli.profile)
 }
 
 -- Debian keeps curl.h under /usr/include/<triplet>/, which the header check does not search:
@@ -58,9 +59,12 @@ exit $s
       ["flowmusic.cli.output"] = "lua/flowmusic/cli/output.lua",
       ["flowmusic.cli.plan"] = "lua/flowmusic/cli/plan.lua",
       ["flowmusic.cli.sandbox"] = "lua/flowmusic/cli/sandbox.lua",
+      ["flowmusic.cli.selection"] = "lua/flowmusic/cli/selection.lua",
       ["flowmusic.cli.status"] = "lua/flowmusic/cli/status.lua",
       ["flowmusic.cli.history"] = "lua/flowmusic/cli/history.lua",
       ["flowmusic.cli.wait"] = "lua/flowmusic/cli/wait.lua",
+      ["flowmusic.cli.config"] = "lua/flowmusic/cli/config.lua",
+      ["flowmusic.cli.profile"] = "lua/flowmusic/cli/profile.lua",
       ["flowmusic.cli.usage"] = "lua/flowmusic/cli/usage.lua",
       ["flowmusic.cli.usage_all"] = "lua/flowmusic/cli/usage_all.lua",
       ["flowmusic.cli.usagereport"] = "lua/flowmusic/cli/usagereport.lua",
@@ -78,6 +82,7 @@ exit $s
       ["flowmusic"] = "lua/flowmusic/init.lua",
       ["flowmusic.files"] = "lua/flowmusic/files.lua",
       ["flowmusic.fleet.fleetfile"] = "lua/flowmusic/fleet/fleetfile.lua",
+      ["flowmusic.fleet.labels"] = "lua/flowmusic/fleet/labels.lua",
       ["flowmusic.fleet.plan"] = "lua/flowmusic/fleet/plan.lua",
       ["flowmusic.fleet.planfile"] = "lua/flowmusic/fleet/planfile.lua",
       ["flowmusic.format"] = "lua/flowmusic/format.lua",
@@ -91,6 +96,7 @@ exit $s
       ["flowmusic.report.html"] = "lua/flowmusic/report/html.lua",
       ["flowmusic.retry"] = "lua/flowmusic/retry.lua",
       ["flowmusic.settings"] = "lua/flowmusic/settings.lua",
+      ["flowmusic.statedir"] = "lua/flowmusic/statedir.lua",
       ["flowmusic.rowfile"] = "lua/flowmusic/rowfile.lua",
       ["flowmusic.sandbox.accounts"] = "lua/flowmusic/sandbox/accounts.lua",
       ["flowmusic.sandbox.faults"] = "lua/flowmusic/sandbox/faults.lua",
@@ -106,6 +112,7 @@ exit $s
       ["flowmusic.sandbox.watchdog"] = "lua/flowmusic/sandbox/watchdog.lua",
       ["flowmusic.trust"] = "lua/flowmusic/trust.lua",
       ["flowmusic.validate"] = "lua/flowmusic/validate.lua",
+      ["flowmusic.used_tokens"] = "lua/flowmusic/used_tokens.lua",
       ["flowmusic.webhook"] = "lua/flowmusic/webhook.lua",
       },
       bin = { flowmusic = "bin/flowmusic" },

@@ -5,6 +5,7 @@
 local sandbox = require "spec.helpers.sandbox"
 local webhook = require "spec.helpers.webhook"
 local cli = require "spec.helpers.cli"
+local jsonl = cli.jsonl
 local cjson = require "cjson"
 local socket = require "socket"
 
@@ -18,13 +19,6 @@ local function mode_of(path)
   local m = p:read("*l")
   p:close()
   return m
-end
-
--- The JSON Lines of a text, decoded.
-local function jsonl(text)
-  local list = {}
-  for _, l in ipairs(cli.lines(text)) do list[#list + 1] = cjson.decode(l) end
-  return list
 end
 
 -- "email event" of each event, for comparisons.
@@ -207,6 +201,32 @@ describe("flowmusic status --state (change alerts)", function()
     for _ in pairs(doc.accounts) do n = n + 1 end
     assert.equal(4, n)
     assert.equal(4, #jsonl(cli.slurp(dir .. "/status.history.jsonl")))
+  end)
+
+  it("a run stopped by SIGINT makes no events, sends nothing and leaves the state as it was", function()
+    add("sandbox:plus:a@alerts.test")
+    local code, _, err = watch("--changes-only --notify " .. cli.q(hook.url))
+    assert.equal(0, code, err)
+    assert.equal(1, #hook:requests()) -- appeared
+    local state = cli.slurp(dir .. "/status.json")
+    local history = cli.slurp(dir .. "/status.history.jsonl")
+    remove("a@alerts.test") -- would be 'disappeared'; the slow list keeps the run in flight
+    sb:fault { fault = "latency", ms = 20000, method = "GET", path = "/v1/flowmusic/accounts" }
+    local lists = sb:requests().by["GET /v1/flowmusic/accounts"] or 0
+    local h = c:spawn("status --state " .. cli.q(dir .. "/status.json") .. " --changes-only --notify " .. cli.q(hook.url))
+    local t0 = socket.gettime()
+    while (sb:requests().by["GET /v1/flowmusic/accounts"] or 0) <= lists do
+      assert(socket.gettime() - t0 < 10, "the run never asked for the accounts")
+      socket.sleep(0.02)
+    end
+    h.signal("INT")
+    assert.equal(130, h.wait(15), h.err())
+    assert.truthy(contains(h.err(), "interrupted"), h.err())
+    assert.equal("", h.out())
+    assert.equal(1, #hook:requests())
+    assert.equal(state, cli.slurp(dir .. "/status.json"))
+    assert.equal(history, cli.slurp(dir .. "/status.history.jsonl"))
+    sb:clear_faults()
   end)
 
   it("refuses a corrupt or foreign state file (exit 2), leaving it, the history and the receiver untouched", function()

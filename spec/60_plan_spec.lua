@@ -6,6 +6,7 @@
 -- anywhere in any output or plan file.
 local sandbox = require "spec.helpers.sandbox"
 local clih = require "spec.helpers.cli"
+local jsonl = clih.jsonl
 local cjson = require "cjson"
 
 local API_TOKEN = "user:6060-PlanSpecSecretTok"
@@ -42,14 +43,6 @@ local function live_accounts()
   return body
 end
 
--- The email the sandbox derives from a non-sandbox token.
-local function derived(token)
-  local p = io.popen("printf %s " .. clih.q(token) .. " | md5sum")
-  local hex = p:read("*l"):sub(1, 8)
-  p:close()
-  return "user-" .. hex .. "@flowmusic.sandbox"
-end
-
 local function token_file(name, token, mode)
   local path = clih.spit(tmp .. "/tokens/" .. name, token .. "\n")
   os.execute("chmod " .. (mode or "600") .. " " .. clih.q(path))
@@ -60,37 +53,11 @@ local function fleet(text, name)
   return clih.spit(tmp .. "/" .. (name or "fleet.csv"), "email,max_jobs,refresh_token_file\n" .. text)
 end
 
--- Requests the sandbox received while f ran: { ["METHOD /path"] = n }.
-local function requests_during(f)
-  local before = sb:requests().by
-  local a, b, c = f()
-  local after, d = sb:requests().by, {}
-  for k, v in pairs(after) do
-    local n = v - (before[k] or 0)
-    if n > 0 then d[k] = n end
-  end
-  return d, a, b, c
-end
-
-local function writes(d)
-  local n = 0
-  for k, v in pairs(d) do
-    if not k:match("^GET ") then n = n + v end
-  end
-  return n
-end
-
-local function jsonl(s)
-  local t = {}
-  for _, l in ipairs(clih.lines(s)) do t[#t + 1] = cjson.decode(l) end
-  return t
-end
-
--- JSON null -> nil, for comparing rows.
+-- JSON null -> nil, and no labels ({}) -> nil, for comparing rows.
 local function plain(row)
   local t = {}
   for k, v in pairs(row) do
-    if v ~= cjson.null then t[k] = v end
+    if v ~= cjson.null and not (k == "labels" and next(v) == nil) then t[k] = v end
   end
   return t
 end
@@ -136,7 +103,7 @@ needs@fleet.test,,
 
   it("gives the exact plan for one account of each action and problem, sending no write", function()
     local path = each_kind()
-    local d, rc, out = requests_during(function() return cli:run("plan " .. clih.q(path) .. " --prune --json") end)
+    local d, rc, out = sb:requests_during(function() return cli:run("plan " .. clih.q(path) .. " --prune --json") end)
     assert.are.equal(1, rc) -- problems
     local rows = jsonl(out)
     for i, r in ipairs(rows) do rows[i] = plain(r) end
@@ -151,12 +118,12 @@ needs@fleet.test,,
         message = "no refresh_token_file; live error: " .. BROKEN },
       { action = "delete", email = "old@fleet.test", from_max_jobs = 12 },
     }, rows)
-    -- Every row has exactly the five keys, in order.
-    assert.are.equal('{"action":"ok","email":"ok@fleet.test","from_max_jobs":4,"to_max_jobs":4,"message":null}',
+    -- Every row has exactly the six keys, in order (labels: {} when the account has none).
+    assert.are.equal('{"action":"ok","email":"ok@fleet.test","from_max_jobs":4,"to_max_jobs":4,"message":null,"labels":{}}',
       clih.lines(out)[1])
     assert.are.same({ ["GET " .. prefix .. "/accounts"] = 1, ["GET " .. prefix .. "/jobs"] = 1 }, d)
 
-    local d2, rc2, out2 = requests_during(function() return cli:run("plan " .. clih.q(path) .. " --prune") end)
+    local d2, rc2, out2 = sb:requests_during(function() return cli:run("plan " .. clih.q(path) .. " --prune") end)
     assert.are.equal(1, rc2)
     assert.are.same({
       "~ set-max-jobs jobs@fleet.test 4 -> 8",
@@ -167,10 +134,10 @@ needs@fleet.test,,
       "- delete old@fleet.test",
       "Plan: 1 to add, 1 to re-authenticate, 1 to change, 1 to delete; 2 problems.",
     }, clih.lines(out2))
-    assert.are.equal(0, writes(d2))
+    assert.are.equal(0, sandbox.writes(d2))
 
     -- Without --prune there is no delete.
-    local _, out3 = select(2, requests_during(function() return cli:run("plan " .. clih.q(path)) end))
+    local _, out3 = select(2, sb:requests_during(function() return cli:run("plan " .. clih.q(path)) end))
     assert.is_nil(out3:find("delete old", 1, true))
     assert.truthy(contains(out3, "Plan: 1 to add, 1 to re-authenticate, 1 to change, 0 to delete; 2 problems."))
   end)
@@ -204,7 +171,7 @@ reauth@fleet.test,5,tokens/reauth.txt
 
   it("apply --yes sends exactly the planned writes; a second plan and apply do nothing", function()
     local path = fixable()
-    local d, rc, out, err = requests_during(function()
+    local d, rc, out, err = sb:requests_during(function()
       return cli:run("apply " .. clih.q(path) .. " --prune --yes --json")
     end)
     assert.are.equal(0, rc, err)
@@ -220,7 +187,7 @@ reauth@fleet.test,5,tokens/reauth.txt
     for i, r in ipairs(rows) do
       got[i] = r.op .. " " .. r.email .. " " .. r.status
       assert.are.same({ "line", "op", "email", "status", "http_status", "max_jobs", "attempts", "elapsed_ms",
-        "message" }, (function()
+        "message", "labels" }, (function()
           local keys = {}
           for k in clih.lines(out)[i]:gmatch('"([%w_]+)":') do keys[#keys + 1] = k end
           return keys
@@ -235,35 +202,35 @@ reauth@fleet.test,5,tokens/reauth.txt
     assert.are.equal(5, accts["reauth@fleet.test"].maxJobs)
     assert.is_nil(accts["reauth@fleet.test"].error)
 
-    local d2, rc2, out2 = requests_during(function()
+    local d2, rc2, out2 = sb:requests_during(function()
       return cli:run("plan " .. clih.q(path) .. " --prune --detailed-exitcode")
     end)
     assert.are.equal(0, rc2)
     assert.are.same({ "Plan: 0 to add, 0 to re-authenticate, 0 to change, 0 to delete; 0 problems." },
       clih.lines(out2))
-    assert.are.equal(0, writes(d2))
+    assert.are.equal(0, sandbox.writes(d2))
 
-    local d3, rc3, out3 = requests_during(function() return cli:run("apply " .. clih.q(path) .. " --prune --yes") end)
+    local d3, rc3, out3 = sb:requests_during(function() return cli:run("apply " .. clih.q(path) .. " --prune --yes") end)
     assert.are.equal(0, rc3)
-    assert.are.equal(0, writes(d3))
+    assert.are.equal(0, sandbox.writes(d3))
     assert.truthy(contains(out3, "converged"))
   end)
 
   it("plan --detailed-exitcode exits 3 when actions are pending", function()
     local path = fixable()
-    local d, rc = requests_during(function() return cli:run("plan " .. clih.q(path) .. " --detailed-exitcode") end)
+    local d, rc = sb:requests_during(function() return cli:run("plan " .. clih.q(path) .. " --detailed-exitcode") end)
     assert.are.equal(3, rc)
-    assert.are.equal(0, writes(d))
+    assert.are.equal(0, sandbox.writes(d))
     assert.are.equal(0, (cli:run("plan " .. clih.q(path))))
   end)
 
   it("--prune deletes only what is missing from the file", function()
     local path = fixable()
     live("sandbox:free:retired@fleet.test")
-    local d, rc = requests_during(function() return cli:run("apply " .. clih.q(path) .. " --yes") end)
+    local d, rc = sb:requests_during(function() return cli:run("apply " .. clih.q(path) .. " --yes") end)
     assert.are.equal(0, rc)
     for k in pairs(d) do assert.is_nil(k:match("^DELETE"), k) end
-    local d2, rc2 = requests_during(function() return cli:run("apply " .. clih.q(path) .. " --yes --prune") end)
+    local d2, rc2 = sb:requests_during(function() return cli:run("apply " .. clih.q(path) .. " --yes --prune") end)
     assert.are.equal(0, rc2)
     local deleted = {}
     for k, n in pairs(d2) do
@@ -289,9 +256,9 @@ reauth@fleet.test,5,tokens/reauth.txt
     assert.are.equal(0, rc)
     -- Someone changes jobs@'s maxJobs.
     api("POST", "/accounts", { email = "jobs@fleet.test", maxJobs = 6 })
-    local d, rc2, _, err = requests_during(function() return cli:run("apply " .. clih.q(plan) .. " --yes") end)
+    local d, rc2, _, err = sb:requests_during(function() return cli:run("apply " .. clih.q(plan) .. " --yes") end)
     assert.are.equal(1, rc2)
-    assert.are.equal(0, writes(d))
+    assert.are.equal(0, sandbox.writes(d))
     assert.truthy(contains(err, "jobs@fleet.test"), err)
     assert.truthy(contains(err, "stale"), err)
 
@@ -299,14 +266,14 @@ reauth@fleet.test,5,tokens/reauth.txt
     assert.are.equal(0, (cli:run("plan " .. clih.q(path) .. " --out " .. clih.q(plan))))
     local text = clih.slurp(plan)
     assert.truthy(contains(text, "tokens/add.txt"))
-    local d3, rc3, out3 = requests_during(function() return cli:run("apply " .. clih.q(plan) .. " --yes") end)
+    local d3, rc3, out3 = sb:requests_during(function() return cli:run("apply " .. clih.q(plan) .. " --yes") end)
     assert.are.equal(0, rc3, out3)
     assert.are.same({ ["GET " .. prefix .. "/accounts"] = 2, ["POST " .. prefix .. "/accounts"] = 3 }, d3)
     assert.truthy(contains(out3, "converged"))
     -- Applying the same saved plan again is refused: its accounts have changed.
-    local d4, rc4, _, err4 = requests_during(function() return cli:run("apply " .. clih.q(plan) .. " --yes") end)
+    local d4, rc4, _, err4 = sb:requests_during(function() return cli:run("apply " .. clih.q(plan) .. " --yes") end)
     assert.are.equal(1, rc4)
-    assert.are.equal(0, writes(d4))
+    assert.are.equal(0, sandbox.writes(d4))
     assert.truthy(contains(err4, "stale"))
     -- --prune belongs to the plan.
     assert.are.equal(2, (cli:run("apply " .. clih.q(plan) .. " --yes --prune")))
@@ -314,9 +281,9 @@ reauth@fleet.test,5,tokens/reauth.txt
 
   it("refuses to apply without --yes when standard input is not a terminal", function()
     local path = fixable()
-    local d, rc, out, err = requests_during(function() return cli:run("apply " .. clih.q(path)) end)
+    local d, rc, out, err = sb:requests_during(function() return cli:run("apply " .. clih.q(path)) end)
     assert.are.equal(2, rc)
-    assert.are.equal(0, writes(d))
+    assert.are.equal(0, sandbox.writes(d))
     assert.truthy(contains(out, "Plan: 1 to add, 1 to re-authenticate, 1 to change, 0 to delete; 0 problems."))
     assert.truthy(contains(err, "--yes"))
   end)
@@ -326,7 +293,8 @@ reauth@fleet.test,5,tokens/reauth.txt
     -- script(1) runs the command on a pseudo-terminal; the command is its one argument.
     local function run_tty(answer)
       local cmd = ("%s bin/flowmusic apply %s --prune"):format(clih.LUA, path)
-      local env = ("USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s"):format(API_TOKEN, sb.base_url)
+      local env = ("USEAPI_TOKEN=%s FLOWMUSIC_BASE_URL=%s FLOWMUSIC_STATE_DIR=%s XDG_CONFIG_HOME=%s"):format(
+        API_TOKEN, sb.base_url, clih.q(tmp .. "/tty-state-" .. answer), clih.q(tmp .. "/config"))
       local shell = ("printf '%s\\n' | env %s script -qec %s /dev/null > %s 2>&1; echo $? > %s"):format(
         answer, env, clih.q(cmd), clih.q(tmp .. "/tty.out"), clih.q(tmp .. "/tty.rc"))
       os.execute(shell)
@@ -334,14 +302,14 @@ reauth@fleet.test,5,tokens/reauth.txt
       cli.seen[#cli.seen + 1] = out
       return tonumber(clih.slurp(tmp .. "/tty.rc"):match("%d+")), out
     end
-    local d, rc, out = requests_during(function() return run_tty("no") end)
+    local d, rc, out = sb:requests_during(function() return run_tty("no") end)
     assert.are.equal(1, rc, out)
-    assert.are.equal(0, writes(d))
+    assert.are.equal(0, sandbox.writes(d))
     assert.truthy(contains(out, "Only 'yes' will be accepted"), out)
     assert.truthy(contains(out, "Apply cancelled"), out)
-    local d2, rc2, out2 = requests_during(function() return run_tty("yes") end)
+    local d2, rc2, out2 = sb:requests_during(function() return run_tty("yes") end)
     assert.are.equal(0, rc2, out2)
-    assert.are.equal(5, writes(d2))
+    assert.are.equal(5, sandbox.writes(d2))
     assert.truthy(contains(out2, "converged"), out2)
   end)
 
@@ -349,7 +317,7 @@ reauth@fleet.test,5,tokens/reauth.txt
     token_file("add.txt", "sandbox:plus:add@fleet.test")
     local path = fleet("add@fleet.test,2,tokens/add.txt\n")
     sb:fault { fault = "status", code = 500, apply = 1, method = "POST", path = prefix .. "/accounts" }
-    local d, rc, out = requests_during(function() return cli:run("apply " .. clih.q(path) .. " --yes --json") end)
+    local d, rc, out = sb:requests_during(function() return cli:run("apply " .. clih.q(path) .. " --yes --json") end)
     assert.are.equal(1, rc)
     assert.are.equal(1, d["POST " .. prefix .. "/accounts"])
     local rows = jsonl(out)
@@ -448,7 +416,7 @@ reauth@fleet.test,5,tokens/reauth.txt
     }
     for _, c in ipairs(cases) do
       local path = fleet(c[1])
-      local d, rc, _, err = requests_during(function() return cli:run("plan " .. clih.q(path)) end)
+      local d, rc, _, err = sb:requests_during(function() return cli:run("plan " .. clih.q(path)) end)
       assert.are.equal(2, rc, err)
       assert.truthy(contains(err, c[2]), err)
       assert.are.same({}, d)
@@ -457,7 +425,7 @@ reauth@fleet.test,5,tokens/reauth.txt
     local rc, _, err = cli:run("plan " .. clih.q(path))
     assert.are.equal(2, rc)
     assert.truthy(contains(err,
-      "line 1: unknown column 'op' in the header (expected email,max_jobs,refresh_token_file)"), err)
+      "line 1: unknown column 'op' in the header (expected email,max_jobs,refresh_token_file,labels)"), err)
     local rc2, _, err2 = cli:run("apply " .. clih.q(tmp .. "/nonexistent.csv") .. " --yes")
     assert.are.equal(2, rc2)
     assert.truthy(contains(err2, "nonexistent.csv"))
@@ -466,21 +434,23 @@ reauth@fleet.test,5,tokens/reauth.txt
     assert.are.equal(2, (cli:run("apply x.csv --concurrency 0")))
   end)
 
-  it("warns about a token file readable by group or others, naming the file, never the token", function()
+  it("refuses a token file readable by group or others (exit 2), naming the file, never the token", function()
     local file = token_file("loose.txt", SENTINELS[1], "644")
-    local path = fleet(("%s,,tokens/loose.txt\n"):format(derived(SENTINELS[1])))
+    local path = fleet(("%s,,tokens/loose.txt\n"):format(sandbox.derived_email(SENTINELS[1])))
     local rc, _, err = cli:run("plan " .. clih.q(path))
-    assert.are.equal(0, rc, err)
-    assert.truthy(contains(err, "warning"), err)
+    assert.are.equal(2, rc, err)
+    assert.truthy(contains(err, "chmod 600"), err)
     assert.truthy(contains(err, file), err)
     assert.truthy(contains(err, "0644"), err)
+    rc, _, err = cli:run("plan --allow-insecure-token-file " .. clih.q(path))
+    assert.are.equal(0, rc, err)
     token_file("loose.txt", SENTINELS[1], "600")
     local _, _, err2 = cli:run("plan " .. clih.q(path))
     assert.are.equal("", err2)
   end)
 
   it("lets no refresh token appear in any output, plan file or error", function()
-    local add_email, reauth_email = derived(SENTINELS[1]), derived(SENTINELS[2])
+    local add_email, reauth_email = sandbox.derived_email(SENTINELS[1]), sandbox.derived_email(SENTINELS[2])
     live("sandbox:broken:" .. reauth_email)
     token_file("s1.txt", SENTINELS[1])
     token_file("s2.txt", SENTINELS[2])
@@ -497,7 +467,7 @@ reauth@fleet.test,5,tokens/reauth.txt
     local rc, out = cli:run("apply " .. clih.q(plan) .. " --yes --verbose --concurrency 1")
     assert.are.equal(1, rc)
     assert.truthy(contains(out, "outcome unknown"), out)
-    assert.truthy(contains(out, "belongs to " .. derived(SENTINELS[3])), out)
+    assert.truthy(contains(out, "belongs to " .. sandbox.derived_email(SENTINELS[3])), out)
     cli:run("apply " .. clih.q(path) .. " --yes --csv --verbose")
     cli:run("apply " .. clih.q(path) .. " --yes --json")
     local texts = {}

@@ -4,7 +4,9 @@
 -- against a private sandbox that counts every request.
 local sandbox = require "spec.helpers.sandbox"
 local clih = require "spec.helpers.cli"
+local jsonl = clih.jsonl
 local cjson = require "cjson"
+local pieces = require("spec.helpers.client").secret_pieces
 
 local API_TOKEN = "user:6363-HygieneSpecApiTok"
 -- Sentinel refresh tokens (not sandbox:* ones: no email is part of them); none of their
@@ -30,14 +32,6 @@ local function token_file(dir, name, token, mode)
   return path
 end
 
--- The email the sandbox derives from a non-sandbox token.
-local function derived(token)
-  local p = io.popen("printf %s " .. clih.q(token) .. " | md5sum")
-  local hex = p:read("*l"):sub(1, 8)
-  p:close()
-  return "user-" .. hex .. "@flowmusic.sandbox"
-end
-
 local function sha256(s)
   local p = io.popen("printf %s " .. clih.q(s) .. " | sha256sum")
   local hex = p:read("*l"):match("^%x+")
@@ -54,22 +48,6 @@ end
 
 local function posts() return sb:requests().by["POST /v1/flowmusic/accounts"] or 0 end
 local function total() return sb:requests().total end
-
-local function jsonl(s)
-  local t = {}
-  for l in s:gmatch("[^\n]+") do t[#t + 1] = cjson.decode(l) end
-  return t
-end
-
--- Every 8-byte piece of secret found in text.
-local function pieces(text, secret)
-  local found = {}
-  for i = 1, #secret - 7 do
-    local piece = secret:sub(i, i + 7)
-    if text:find(piece, 1, true) then found[#found + 1] = piece end
-  end
-  return found
-end
 
 local function run(argv, env) return runner:run(argv, { env = env }) end
 
@@ -99,7 +77,7 @@ describe("token hygiene", function()
       rc, out, err = run("accounts add --refresh-token-file " .. clih.q(file), env)
       assert.are.equal(2, rc, err)
       assert.are.equal("", out)
-      assert.truthy(contains(err, derived(SENTINELS[1])), err)
+      assert.truthy(contains(err, sandbox.derived_email(SENTINELS[1])), err)
       assert.truthy(err:find("already used on %d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d UTC"), err)
       assert.truthy(contains(err, "--force"), err)
       assert.are.equal(before, total()) -- not even a GET
@@ -127,7 +105,7 @@ describe("token hygiene", function()
       assert.are.equal(2, #records)
       for i, r in ipairs(records) do
         assert.are.equal("sha256:" .. sha256(SENTINELS[i]), r.fingerprint)
-        assert.are.equal(derived(SENTINELS[i]), r.email)
+        assert.are.equal(sandbox.derived_email(SENTINELS[i]), r.email)
         assert.are.equal("ok", r.outcome)
         assert.truthy(r.at:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$"), r.at)
       end
@@ -226,7 +204,7 @@ describe("token hygiene", function()
       assert.is_nil(v)
       assert.are.equal("refused", err.kind)
       assert.are.equal("token_used", err.reason)
-      assert.truthy(contains(tostring(err), derived(SENTINELS[3])), tostring(err))
+      assert.truthy(contains(tostring(err), sandbox.derived_email(SENTINELS[3])), tostring(err))
       assert.are.same({}, pieces(tostring(err) .. tostring(store), SENTINELS[3]))
       assert.truthy(plain:add_account(SENTINELS[3])) -- without a store nothing is checked
       local res = client:batch { { "add_account", "sandbox:plus:twice@x.com" }, { "add_account", "sandbox:plus:twice@x.com" } }

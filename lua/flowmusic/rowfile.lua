@@ -17,12 +17,14 @@ local M = {}
 M.KEYS = { "op", "email", "max_jobs", "refresh_token_file" }
 
 --- The columns of a kind of file, for M.parse: `keys` (array of allowed keys, `max_jobs` may
--- be a JSON number), `required` (the CSV header must have it) and `what` (for messages).
+-- be a JSON number), `required` (the CSV header must have it), `what` (for messages) and
+-- `objects` (optional set of keys whose JSON Lines value may also be an object, passed on as a
+-- table for the caller to check: a fleet file's `labels`).
 -- Batch files are `M.schema(M.KEYS, "op", "batch")`; fleet files use their own.
-function M.schema(keys, required, what)
+function M.schema(keys, required, what, objects)
   local known = {}
   for _, k in ipairs(keys) do known[k] = true end
-  return { keys = keys, known = known, required = required, what = what }
+  return { keys = keys, known = known, required = required, what = what, objects = objects or {} }
 end
 local BATCH = M.schema(M.KEYS, "op", "batch")
 
@@ -217,10 +219,12 @@ local function parse_jsonl(text, secrets, sc)
           local v = doc[k]
           if not sc.known[k] then
             bad = bad or ("unknown key %s (expected %s)"):format(show(k, secrets), table.concat(sc.keys, ", "))
-          elseif (type(v) == "string" and v ~= "") or (k == "max_jobs" and type(v) == "number") then
+          elseif (type(v) == "string" and v ~= "") or (k == "max_jobs" and type(v) == "number")
+            or (sc.objects[k] and type(v) == "table" and v[1] == nil) then
             row[k] = v
           elseif v ~= core.null and v ~= "" then -- null and "" stand for absent
-            bad = bad or ("'%s' must be a %s"):format(k, k == "max_jobs" and "number" or "string")
+            bad = bad or ("'%s' must be a %s"):format(k, k == "max_jobs" and "number"
+              or sc.objects[k] and "string or an object" or "string")
           end
         end
         if bad then rows[#rows + 1] = { line = n, error = bad } else rows[#rows + 1] = row end

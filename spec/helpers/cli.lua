@@ -41,6 +41,14 @@ function M.lines(s)
   return t
 end
 
+--- The JSON Lines of a text, decoded (empty lines dropped).
+function M.jsonl(s)
+  local cjson = require "cjson"
+  local t = {}
+  for _, l in ipairs(M.lines(s)) do t[#t + 1] = cjson.decode(l) end
+  return t
+end
+
 --- An environment for one run with none of the proxy or CA variables a spec run may have
 -- inherited (each unset: false), then `vars` on top.
 function M.env_with(vars)

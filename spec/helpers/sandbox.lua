@@ -236,6 +236,35 @@ function Sandbox:requests()
   return must(self, 200, "GET", "/__sandbox/requests")
 end
 
+--- The requests received while f ran, `{ ["METHOD /raw/path"] = n }`, then f's results.
+function Sandbox:requests_during(f)
+  local before = self:requests().by
+  local a, b, c = f()
+  local after, d = self:requests().by, {}
+  for k, v in pairs(after) do
+    local n = v - (before[k] or 0)
+    if n > 0 then d[k] = n end
+  end
+  return d, a, b, c
+end
+
+--- How many of the requests counted in d (from requests_during) were not GETs.
+function M.writes(d)
+  local n = 0
+  for k, v in pairs(d) do
+    if not k:match("^GET ") then n = n + v end
+  end
+  return n
+end
+
+--- The email the sandbox derives from a token that is not a `sandbox:` one.
+function M.derived_email(token)
+  local p = io.popen("printf %s '" .. token:gsub("'", "'\\''") .. "' | md5sum")
+  local hex = p:read("*l"):sub(1, 8)
+  p:close()
+  return "user-" .. hex .. "@flowmusic.sandbox"
+end
+
 --- Make an account's usage history `n` rows long (0: back to the default history).
 -- @tparam string email
 -- @tparam number n

@@ -11,6 +11,8 @@ local output = require "flowmusic.cli.output"
 local rowfile = require "flowmusic.rowfile"
 local fleet = require "flowmusic.fleet.plan"
 local plancmd = require "flowmusic.cli.plan"
+local selection = require "flowmusic.cli.selection"
+local labels = require "flowmusic.fleet.labels"
 
 local M = {
   name = "apply",
@@ -22,8 +24,12 @@ local COLUMNS = {
   { key = "email", title = "EMAIL" }, { key = "status", title = "STATUS" },
   { key = "http_status", title = "HTTP", right = true }, { key = "max_jobs", title = "MAXJOBS", right = true },
   { key = "attempts", title = "TRIES", right = true }, { key = "elapsed_ms", title = "MS", right = true },
-  { key = "message", title = "MESSAGE" },
+  { key = "message", title = "MESSAGE" }, selection.COLUMN,
 }
+-- Tables: LABELS before MESSAGE, and only when some account has labels.
+local PLAIN_COLUMNS, LABELLED_COLUMNS = {}, {}
+for i = 1, #COLUMNS - 1 do PLAIN_COLUMNS[i], LABELLED_COLUMNS[i] = COLUMNS[i], COLUMNS[i] end
+table.insert(LABELLED_COLUMNS, #LABELLED_COLUMNS, selection.COLUMN)
 
 local function clock()
   local ok, core = pcall(require, "flowmusic.core")
@@ -31,18 +37,12 @@ local function clock()
   return os.time()
 end
 
--- True when standard input is a terminal.
-local function stdin_is_tty()
-  local r1, _, r3 = os.execute("test -t 0")
-  if type(r1) == "number" then return r1 == 0 end -- Lua 5.1
-  return r1 == true and r3 == 0
-end
 
 -- One output row for an apply result.
 local function result_row(res)
   local r, b = res.row, res.batch
   local out = { line = r.line, op = r.action, email = r.email, status = res.status,
-                max_jobs = r.to_max_jobs }
+                max_jobs = r.to_max_jobs, labels = selection.value(r.labels) }
   if b then
     out.http_status, out.attempts = b.status, b.attempts
     out.elapsed_ms = b.elapsed and math.floor(b.elapsed * 1000 + 0.5) or nil
@@ -94,10 +94,13 @@ A saved plan is refused (exit 1, nothing sent) when an account it touches change
 since it was made (existence, maxJobs, error state). Its refresh tokens are read
 again from the token files it names.
 
+--label KEY=VALUE applies only to the accounts of the fleet file with those labels;
+the others are left alone, and --prune deletes nothing.
+
 Output: one row per action, as 'flowmusic batch' prints them (line, op, email,
-status, http_status, max_jobs, attempts, elapsed_ms, message); status is ok, failed,
-or after Ctrl-C interrupted / not_run. With --json / --csv the plan and the summary
-go to stderr. See docs/fleet-files.md.]]
+status, http_status, max_jobs, attempts, elapsed_ms, message), then the account's
+labels; status is ok, failed, or after Ctrl-C interrupted / not_run. With --json /
+--csv the plan and the summary go to stderr. See docs/fleet-files.md.]]
 
 local EPILOG = [[
 exit status: 0 every action succeeded and the fleet converged, 1 an action failed,
@@ -109,13 +112,16 @@ function M.configure(cmd)
   cmd:epilog(EPILOG)
   cmd:argument("FLEET|PLAN.json", "A fleet file, or a plan saved by 'flowmusic plan --out'."):target("source")
   cmd:flag("--prune", "Also delete live accounts that are not in the fleet file (the plan shows "
-    .. "them before confirmation).")
+    .. "them before confirmation; none with --label).")
+  selection.label_option(cmd, "of the fleet file (a saved plan keeps the selection it was made with)")
   cmd:flag("--yes", "Apply without asking. Without --yes apply asks on a terminal, and refuses "
     .. "when standard input is not a terminal.")
   cmd:option("--concurrency", "Requests in flight at once, 1-" .. defaults.max_concurrency .. ".")
     :argname("N"):default(tostring(defaults.cli_concurrency)):overwrite(false)
     :convert(common.converter(common.integer, 1, defaults.max_concurrency, "--concurrency"))
   common.connection_options(cmd)
+  common.write_options(cmd)
+  common.lock_option(cmd)
   common.output_options(cmd)
 end
 
@@ -127,40 +133,65 @@ function M.run(args)
   local text, rerr = files.read_file(path, "fleet file or plan", rowfile.MAX_BYTES)
   if not text then return common.usage_error(M.name, rerr) end
   local saved = fleet.is_saved(text)
-  local p, wanted
+  local p, wanted, sel
+  -- Token files: refused when others may read them, and tokens sent before (--force sends).
+  local reader, serr = plancmd.token_reader(args)
+  if not reader then return common.usage_error(M.name, serr) end
   if saved then
     if args.prune then
       return common.usage_error(M.name, "--prune is for fleet files; a saved plan keeps the choice it was made with")
     end
+    if args.label and #args.label > 0 then
+      return common.usage_error(M.name, "--label is for fleet files; a saved plan keeps the selection it was made with")
+    end
     local perr
-    p, perr = fleet.decode(text)
+    p, perr = fleet.decode(text, { read_token = reader })
     if not p then common.say(M.name, path .. ": " .. perr) return common.USAGE end
   else
-    wanted = plancmd.wanted(M.name, path, text)
-    if not wanted then return common.USAGE end
+    wanted, sel = plancmd.selected(M.name, args, path, text)
+    if not wanted then return sel end -- (the exit status)
   end
   text = nil -- luacheck: ignore (let the collector have it)
-  local client, cerr = common.client(args)
+  local client, cerr = common.client(args, { used_tokens = reader.store })
   if not client then return common.usage_error(M.name, cerr) end
+  -- One apply at a time: the plan is made and run under the lock (held until the process ends).
+  local lock, lerr = common.write_lock(args)
+  if not lock then
+    client:close()
+    common.say(M.name, lerr .. "; nothing was sent")
+    return common.FAILED
+  end
 
   -- The plan: checked against the live state when saved, else computed from it.
   if saved then
     if not still_fresh(client, p) then client:close() return common.FAILED end
+    -- Read its token files now, so that a refused one stops the run before anything is sent.
+    for _, row in ipairs(p.rows) do
+      local sends = row.action == "add" or row.action == "reauth"
+      if sends and row.refresh_token_file then reader(row.refresh_token_file) end
+    end
   else
     local err
-    p, err = fleet.make(client, wanted, { prune = args.prune, cancel = common.cancel })
+    p, err = fleet.make(client, wanted, { prune = args.prune, labels = sel, cancel = common.cancel,
+      read_token = reader })
     if not p then
       client:close()
       common.say(M.name, plancmd.api_error(err))
       return common.FAILED
     end
   end
+  local refused = plancmd.insecure_files(M.name, reader)
+  if refused then client:close() return refused end
   local info = mode == "table" and io.stdout or io.stderr
+  if saved and p.labels then
+    common.say(M.name, "the saved plan covers only the accounts with the labels " .. labels.describe(p.labels,
+      common.secrets()))
+  end
   local counts = plancmd.show(p, "table", info)
   for _, w in ipairs(p.warnings or {}) do common.say(M.name, "warning: " .. w.message) end
 
   if counts.writes > 0 and not args.yes then
-    if not stdin_is_tty() then
+    if not output.isatty(io.stdin) then
       client:close()
       common.say(M.name, "standard input is not a terminal: pass --yes to apply without confirmation; nothing was sent")
       return common.USAGE
@@ -179,7 +210,9 @@ function M.run(args)
   local n, failed = 0, 0
   if counts.writes > 0 then
     if mode == "table" then info:write("\n") end
-    local w = output.writer(mode, COLUMNS)
+    local columns = COLUMNS
+    if mode == "table" then columns = selection.any(p.rows) and LABELLED_COLUMNS or PLAIN_COLUMNS end
+    local w = output.writer(mode, columns)
     -- SIGINT/SIGTERM (caught since the start) stop the batch: nothing new starts, transfers
     -- in flight get a short grace, every action is still reported; a second signal aborts.
     fleet.apply(client, p, {

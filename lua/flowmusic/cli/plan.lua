@@ -1,4 +1,4 @@
---- `flowmusic plan FLEET [--prune] [--out PLAN.json] [--json] [--detailed-exitcode]`:
+--- `flowmusic plan FLEET [--prune] [--label KEY=VALUE]... [--out PLAN.json] [--json] [--detailed-exitcode]`:
 -- compare a fleet file with the live accounts (`GET /accounts` only; nothing is written) and
 -- show what `flowmusic apply` would do, in the style of terraform.
 -- Also holds what `plan` and `apply` share: reading a fleet file, printing a plan.
@@ -7,6 +7,7 @@ local common = require "flowmusic.cli.common"
 local output = require "flowmusic.cli.output"
 local fleet = require "flowmusic.fleet.plan"
 local fleetfile = require "flowmusic.fleet.fleetfile"
+local selection = require "flowmusic.cli.selection"
 
 local M = {
   name = "plan",
@@ -17,7 +18,7 @@ M.PENDING = 3
 
 --- Columns of `--json` / `--csv` plan rows.
 M.COLUMNS = { { key = "action" }, { key = "email" }, { key = "from_max_jobs" },
-  { key = "to_max_jobs" }, { key = "message" } }
+  { key = "to_max_jobs" }, { key = "message" }, selection.COLUMN }
 
 local SIGN = { add = "+", reauth = "~", ["set-max-jobs"] = "~", delete = "-", missing = "!",
   ["needs-reauth"] = "!" }
@@ -38,6 +39,40 @@ function M.line(r)
   return common.clean(s)
 end
 
+--- The token reader of plan and apply (the `read_token` option of flowmusic.fleet.plan):
+-- reads a token file, refusing one group or others may read or write (unless
+-- --allow-insecure-token-file) and a token the used-token store says was sent already
+-- (unless --force). The files refused for their mode are kept in `reader.insecure` (path ->
+-- message): they stop the run before anything is sent.
+-- @return reader (callable), or nil, message (the store can't be opened)
+function M.token_reader(args)
+  local store, err = common.used_tokens(args)
+  if not store then return nil, err end
+  local reader = { store = store, insecure = {} }
+  return setmetatable(reader, { __call = function(_, path)
+    local token, rerr, why = fleetfile.read_token(path, { allow_insecure = args.allow_insecure_token_file })
+    if not token then
+      if why == "insecure" then reader.insecure[path] = rerr end
+      return nil, rerr
+    end
+    local used = store:refusal(token)
+    if used then return nil, ("refresh token file '%s': %s"):format(common.clean(path), used) end
+    return token
+  end })
+end
+
+--- After a plan was computed with reader: nil, or prints every token file refused for its
+-- mode and returns the exit status (2).
+function M.insecure_files(cmd, reader)
+  local paths = {}
+  for path in pairs(reader.insecure) do paths[#paths + 1] = path end
+  if #paths == 0 then return nil end
+  table.sort(paths)
+  for _, path in ipairs(paths) do common.say(cmd, reader.insecure[path]) end
+  common.say(cmd, "nothing was sent")
+  return common.USAGE
+end
+
 --- The summary line: `Plan: 1 to add, 1 to re-authenticate, 2 to change, 0 to delete; 1 problem.`
 local function plan_line(c)
   return ("Plan: %d to add, %d to re-authenticate, %d to change, %d to delete; %d problem%s."):format(
@@ -50,7 +85,9 @@ function M.show(p, mode, out)
   local c = fleet.counts(p)
   if mode == "json" or mode == "csv" then
     local w = output.writer(mode, M.COLUMNS, out)
-    for _, r in ipairs(p.rows) do w:add(r) end
+    for _, r in ipairs(p.rows) do
+      w:add(setmetatable({ labels = selection.value(r.labels) }, { __index = r }))
+    end
     w:finish()
     io.stderr:write(plan_line(c), "\n")
   else
@@ -64,15 +101,25 @@ function M.show(p, mode, out)
   return c
 end
 
---- Parse a fleet file's text for a command; prints each input error.
+--- Parse a fleet file's text for a command; prints each input error (flowmusic.cli.selection).
 -- @return wanted entries; or nil (errors printed)
-function M.wanted(cmd, path, text)
-  local wanted, err = fleetfile.read(path, { text = text, secrets = common.secrets() })
-  if not wanted then
-    for l in tostring(err):gmatch("[^\n]+") do common.say(cmd, l) end
-    return nil
+M.wanted = selection.wanted
+
+--- The wanted entries of a fleet file that `args.label` picks, and the selector; or nil and the
+-- exit status (usage or input error, printed). With --prune and a selector, says that nothing
+-- will be deleted.
+function M.selected(cmd, args, path, text)
+  local sel, code = selection.selector(cmd, args)
+  if sel == false then return nil, code end
+  local wanted = M.wanted(cmd, path, text)
+  if not wanted then return nil, common.USAGE end
+  wanted = selection.pick(cmd, wanted, sel, path)
+  if not wanted then return nil, common.USAGE end
+  if sel and args.prune then
+    common.say(cmd, "note: --prune deletes nothing with --label: live accounts that are not in the fleet file "
+      .. "have no labels, and the accounts --label leaves out are left alone")
   end
-  return wanted
+  return wanted, sel
 end
 
 --- The API error of a failed call, in one line.
@@ -94,8 +141,11 @@ Warnings on stderr: maxJobs set below the jobs an account runs now, an account
 deleted while it runs jobs (or the jobs could not be listed). They change nothing.
 
 FLEET is CSV with the header email,max_jobs,refresh_token_file or JSON Lines with
-the same keys (read like batch files). An empty max_jobs leaves maxJobs alone;
-refresh_token_file is relative to FLEET's directory. See docs/fleet-files.md.]]
+the same keys (read like batch files), and optionally labels (team=a;plan=pro). An
+empty max_jobs leaves maxJobs alone; refresh_token_file is relative to FLEET's
+directory. --label KEY=VALUE plans only the accounts with those labels and leaves
+every other account alone: with --label, --prune deletes nothing. A --label that
+matches no account is an input error. See docs/fleet-files.md.]]
 
 local EPILOG = [[
 exit status: 0 (with --detailed-exitcode: 0 nothing to do, 3 actions pending),
@@ -107,11 +157,13 @@ function M.configure(cmd)
   cmd:epilog(EPILOG)
   cmd:argument("FLEET", "The fleet file: CSV with the header email,max_jobs,refresh_token_file, "
     .. "or JSON Lines with the same keys ('-': standard input)."):target("fleet")
-  cmd:flag("--prune", "Also delete live accounts that are not in the fleet file.")
+  cmd:flag("--prune", "Also delete live accounts that are not in the fleet file (none with --label).")
+  selection.label_option(cmd, "of the fleet file")
   cmd:option("--out", "Save the plan (with a fingerprint of the accounts it touches, without "
     .. "refresh tokens) for 'flowmusic apply PLAN.json'."):argname("PLAN.json"):overwrite(false)
   cmd:flag("--detailed-exitcode", "Exit 3 when actions are pending, 0 when there is nothing to do.")
   common.connection_options(cmd)
+  common.write_options(cmd)
   common.output_options(cmd)
 end
 
@@ -120,12 +172,17 @@ function M.run(args)
   common.catch_signals()
   local mode = common.mode(args)
   if args.token_file then common.api_token(args) end -- known before anything is quoted
-  local wanted = M.wanted(M.name, args.fleet)
-  if not wanted then return common.USAGE end
+  local wanted, sel = M.selected(M.name, args, args.fleet)
+  if not wanted then return sel end
   local client, cerr = common.client(args)
   if not client then return common.usage_error(M.name, cerr) end
-  local p, err = fleet.make(client, wanted, { prune = args.prune, cancel = common.cancel })
+  local reader, rerr = M.token_reader(args)
+  if not reader then client:close() return common.usage_error(M.name, rerr) end
+  local p, err = fleet.make(client, wanted, { prune = args.prune, labels = sel, cancel = common.cancel,
+    read_token = reader })
   client:close()
+  local refused = p and M.insecure_files(M.name, reader)
+  if refused then return refused end
   if not p then
     if common.interrupted() then return common.interrupted() end
     common.say(M.name, M.api_error(err))

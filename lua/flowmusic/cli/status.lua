@@ -3,6 +3,7 @@
 --
 --     flowmusic status [--min-credits N] [--min-tokens N] [--max-token-age DURATION]
 --                      [--fail-on STATES] [--concurrency N] [--prometheus FILE]
+--                      [--fleet FILE [--label KEY=VALUE]...]
 --                      [--state FILE [--changes-only] [--history FILE] [--notify URL]
 --                       [--notify-cmd CMD] [--remind DURATION]] [--json|--csv]
 --
@@ -19,6 +20,7 @@ local status = require "flowmusic.fleet.status"
 local prometheus = require "flowmusic.fleet.prometheus"
 local events = require "flowmusic.fleet.events"
 local files = require "flowmusic.files"
+local selection = require "flowmusic.cli.selection"
 
 local M = {
   name = "status",
@@ -40,6 +42,13 @@ The health of every account: lists the accounts, then gets each one live
                 useapi's refresh of it has stalled
   ok
 Nothing is written to the API.
+
+--fleet FILE reports only the live accounts of that fleet file (one not live is
+named on stderr) and adds their labels: a labels column in --json / --csv, a
+LABELS column in the table when any has labels, label_<key> labels on
+flowmusic_account_info. --label KEY=VALUE (repeatable, every one must match) keeps
+the fleet file's accounts with those labels; one that matches none is an input
+error (exit 2).
 
 Output: a table (email, tier, state, credits, tokens, maxJobs, jobs running,
 refreshed, message), a summary line and the subscription's headroom ("48 of 50
@@ -83,6 +92,12 @@ local TABLE_COLUMNS = {
 
 local MACHINE_COLUMNS = {}
 for i, k in ipairs(status.FIELDS) do MACHINE_COLUMNS[i] = { key = k } end
+-- With --fleet: the labels too.
+local FLEET_MACHINE_COLUMNS = { selection.COLUMN }
+for i, c in ipairs(MACHINE_COLUMNS) do table.insert(FLEET_MACHINE_COLUMNS, i, c) end
+local FLEET_TABLE_COLUMNS = {}
+for i, c in ipairs(TABLE_COLUMNS) do FLEET_TABLE_COLUMNS[i] = c end
+table.insert(FLEET_TABLE_COLUMNS, #FLEET_TABLE_COLUMNS, selection.COLUMN) -- (before MESSAGE)
 
 local EVENT_TABLE_COLUMNS = {
   { key = "at", title = "AT" }, { key = "email", title = "EMAIL" }, { key = "event", title = "EVENT" },
@@ -138,6 +153,8 @@ function M.configure(cmd)
   cmd:option("--prometheus", "Also write the Prometheus text exposition to FILE, atomically"
     .. " (temporary file + rename in the same directory), for node_exporter's textfile collector.")
     :argname("FILE"):overwrite(false)
+  selection.fleet_option(cmd, "Report only the accounts of this fleet file (flowmusic plan's), with their labels.")
+  selection.label_option(cmd, "of the --fleet file")
   cmd:group("Alert options",
     cmd:option("--state", "Keep each account's last state in FILE (JSON, 0600, locked while"
       .. " a run uses it) to find what changed since the last run.")
@@ -168,10 +185,9 @@ local function command_target(cmd, state_path)
     local core = require "flowmusic.core"
     local ok, err = core.write_private(input, json .. "\n")
     if not ok then return nil, "cannot write the event for --notify-cmd: " .. err end
-    local a, _, code = os.execute("sh -c " .. files.shell_quote(cmd) .. " < " .. files.shell_quote(input) .. " >&2")
+    local code = files.execute("sh -c " .. files.shell_quote(cmd) .. " < " .. files.shell_quote(input) .. " >&2")
     os.remove(input)
-    if a == true or a == 0 then return true end
-    if type(a) == "number" then code = a >= 256 and math.floor(a / 256) or a end
+    if code == 0 then return true end
     return nil, "--notify-cmd exited with status " .. tostring(code)
   end }
 end
@@ -208,7 +224,7 @@ local function table_row(r, now)
     credits_remaining = r.credits_remaining, tokens_remaining = r.tokens_remaining,
     max_jobs = r.max_jobs, jobs_running = r.jobs_running,
     refreshed = M.age(status.timestamp(r.refreshed_at), now),
-    error = r.error }
+    error = r.error, labels = r.labels }
 end
 
 -- The options that need --state, given without it: the first one's name, or nil.
@@ -237,7 +253,7 @@ local function footer(records, summary)
   local lines, notes = {}, {}
   local sub = summary.subscription
   if sub and sub.accounts_max then
-    lines[#lines + 1] = ("%d of %d accounts"):format(#records, sub.accounts_max)
+    lines[#lines + 1] = ("%d of %d accounts"):format(summary.listed or #records, sub.accounts_max)
       .. (sub.active == false and " (the useapi.net subscription is not active)" or "")
   elseif sub and sub.active == false then
     lines[#lines + 1] = "the useapi.net subscription is not active"
@@ -249,17 +265,19 @@ local function footer(records, summary)
   return lines, notes
 end
 
--- Print the status records (the default output).
-local function print_records(mode, records, summary)
+-- Print the status records (the default output); `fleet` from flowmusic.cli.selection.fleet.
+local function print_records(mode, records, summary, fleet)
   local lines, notes = footer(records, summary)
   local out = mode == "table" and io.stdout or io.stderr -- machine output keeps stdout to itself
   if mode == "table" then
     local now, rows = os.time(), {}
     for i, r in ipairs(records) do rows[i] = table_row(r, now) end
-    io.stdout:write(output.render(TABLE_COLUMNS, rows))
+    io.stdout:write(output.render((fleet and fleet.any) and FLEET_TABLE_COLUMNS or TABLE_COLUMNS, rows))
   else
-    local w = output.writer(mode, MACHINE_COLUMNS)
-    for _, r in ipairs(records) do w:add(r) end
+    local w = output.writer(mode, fleet and FLEET_MACHINE_COLUMNS or MACHINE_COLUMNS)
+    for _, r in ipairs(records) do
+      w:add(fleet and setmetatable({ labels = selection.value(r.labels) }, { __index = r }) or r)
+    end
     w:finish()
   end
   out:write(status.summary_line(summary), "\n")
@@ -309,6 +327,10 @@ function M.run(args)
   if type(fail_on) ~= "table" then fail_on = assert(parse_fail_on(fail_on or DEFAULT_FAIL_ON)) end
   local orphan = needs_state(args)
   if orphan then return common.usage_error("status", orphan .. " needs --state FILE") end
+  local fleet, fcode = selection.fleet("status", args)
+  if fleet == false then return fcode end
+  local min_credits, merr = common.min_credits(args)
+  if merr then return common.usage_error("status", merr) end
   local client, cerr = common.client(args)
   if not client then return common.usage_error("status", cerr) end
 
@@ -318,9 +340,9 @@ function M.run(args)
       io.stderr:write(common.clean(common.verbose_line(common.label("get_account") .. " " .. rec.email, r)), "\n")
     end
   end
-  local collect_opts = { min_credits = args.min_credits, min_tokens = args.min_tokens,
+  local collect_opts = { min_credits = min_credits, min_tokens = args.min_tokens,
     max_token_age = args.max_token_age, concurrency = tonumber(args.concurrency),
-    cancel = common.cancel, on_result = on_result }
+    cancel = common.cancel, on_result = on_result, emails = fleet and fleet.emails }
   local records, summary, code, list
   local started = require("flowmusic.core").now()
   if args.state then
@@ -338,7 +360,11 @@ function M.run(args)
     return common.FAILED
   end
 
-  if args.changes_only then print_events(mode, list) else print_records(mode, records, summary) end
+  if fleet then
+    for _, r in ipairs(records) do r.labels = fleet.labels[r.email] end
+    selection.note_missing("status", fleet, summary.unlisted or {})
+  end
+  if args.changes_only then print_events(mode, list) else print_records(mode, records, summary, fleet) end
   local written = write_textfile(args.prometheus, records, summary, duration)
   for _, r in ipairs(records) do
     if fail_on[r.state] then return common.FAILED end

@@ -6,6 +6,7 @@ local common = require "flowmusic.cli.common"
 local defaults = require "flowmusic.defaults"
 local fleet_usage = require "flowmusic.fleet.usage"
 local usage_all = require "flowmusic.cli.usage_all"
+local selection = require "flowmusic.cli.selection"
 
 local DESCRIPTION = [[
 Usage report (GET /accounts/usage) of one account, or with --all of every account
@@ -21,7 +22,12 @@ received_tokens,songs (with --all also share,error), where section is total, day
 (key = YYYY-MM-DD), account (--all; share of the fleet's charged credits, error when
 its usage call failed), type (key = event type, kind = charged|received|other) or song
 (key = conversation id, title = song title); with --all, email is set on account and
-song rows only. --by keeps only the rows of that section.]]
+song rows only. --by keeps only the rows of that section.
+
+With --all, --fleet FILE reports only the live accounts of that fleet file (one not
+live is named on stderr) and adds a labels column (on account rows: an object in
+JSON, k=v;k2=v2 in CSV); --label KEY=VALUE (repeatable, every one must match) keeps
+its accounts with those labels, and one that matches none is an input error.]]
 
 local EPILOG = [[
 examples:
@@ -30,6 +36,7 @@ examples:
   flowmusic usage someone@example.com --by day --csv > days.csv
   flowmusic usage --all --since 2026-06-01 --until 2026-06-07 --html week.html
   flowmusic usage --all --by account --json
+  flowmusic usage --all --fleet fleet.csv --label team=a --by account --csv
 
 exit status: 0 success, 1 an API call failed (e.g. 404 no such account; with --all an
 account's usage or the account list: the report still covers the others), 2 usage
@@ -40,6 +47,11 @@ local function run(args)
   common.catch_signals()
   local o, err = usage_all.options(args, args.email, common.mode(args))
   if not o then return common.usage_error("usage", err) end
+  if o.all then
+    local fleet, code = selection.fleet("usage", args)
+    if fleet == false then return code end
+    o.fleet = fleet
+  end
   local client, cerr = common.client(args)
   if not client then return common.usage_error("usage", cerr) end
   local code = usage_all.run(client, o)
@@ -78,6 +90,9 @@ return {
       cmd:option("--prometheus", "With --all: also write the spend per account (charged credits today and"
         .. " in the range) as a Prometheus textfile, atomically.")
         :argname("FILE"):overwrite(false),
+      selection.fleet_option(cmd, "With --all: only the accounts of this fleet file (flowmusic plan's), with "
+        .. "their labels."),
+      selection.label_option(cmd, "of the --fleet file (with --all)"),
       cmd:flag("--chart", "Draw the per-day bars even when stdout is not a terminal (tables only)."))
     common.connection_options(cmd)
     common.output_options(cmd)

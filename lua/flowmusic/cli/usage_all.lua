@@ -11,6 +11,7 @@ local fleet_usage = require "flowmusic.fleet.usage"
 local chart = require "flowmusic.report.chart"
 local html = require "flowmusic.report.html"
 local defaults = require "flowmusic.defaults"
+local selection = require "flowmusic.cli.selection"
 
 local M = {}
 
@@ -23,6 +24,10 @@ M.COLUMNS = {}
 for i, c in ipairs(report.COLUMNS) do M.COLUMNS[i] = c end
 M.COLUMNS[#M.COLUMNS + 1] = { key = "share" }
 M.COLUMNS[#M.COLUMNS + 1] = { key = "error" }
+--- With --fleet: those, then labels (account rows).
+M.FLEET_COLUMNS = {}
+for i, c in ipairs(M.COLUMNS) do M.FLEET_COLUMNS[i] = c end
+M.FLEET_COLUMNS[#M.FLEET_COLUMNS + 1] = selection.COLUMN
 
 local DAY_COLUMNS = {
   { key = "key", title = "DAY" },
@@ -39,6 +44,9 @@ local ACCOUNT_COLUMNS = {
   { key = "share_text", title = "SHARE", right = true },
   { key = "error", title = "ERROR" },
 }
+local FLEET_ACCOUNT_COLUMNS = {}
+for i, c in ipairs(ACCOUNT_COLUMNS) do FLEET_ACCOUNT_COLUMNS[i] = c end
+table.insert(FLEET_ACCOUNT_COLUMNS, #FLEET_ACCOUNT_COLUMNS, selection.COLUMN) -- (before ERROR)
 local TYPE_COLUMNS = {
   { key = "key", title = "TYPE" }, { key = "kind", title = "KIND" },
   { key = "tokens", title = "TOKENS", right = true }, { key = "credits", title = "CREDITS", right = true },
@@ -54,9 +62,10 @@ local FLEET_SONG_COLUMNS = {
 
 --- Check the options of `usage` (those argparse can't judge alone: how they combine) and
 -- put them in one shape. Returns the options { all, email, since, until, by, concurrency,
--- html, prometheus, chart, verbose, mode }, or nil, message (a usage error).
+-- html, prometheus, chart, verbose, mode }, or nil, message (a usage error). The command
+-- adds `fleet` (flowmusic.cli.selection.fleet) for --fleet / --label.
 -- @param raw parsed options (argparse's result: all, since, until, by, concurrency, html,
---   prometheus, chart, verbose)
+--   prometheus, chart, verbose, fleet, label)
 -- @param email the EMAIL argument or nil
 -- @param mode "table", "json" or "csv"
 function M.options(raw, email, mode)
@@ -70,6 +79,8 @@ function M.options(raw, email, mode)
     if not ok then return nil, msg end
     if raw.concurrency then return nil, "--concurrency goes with --all" end
     if raw.prometheus then return nil, "--prometheus goes with --all" end
+    if raw.fleet then return nil, "--fleet goes with --all" end
+    if raw.label and #raw.label > 0 then return nil, "--label goes with --all (and --fleet)" end
   end
   for _, name in ipairs({ "since", "until" }) do
     local v = raw[name]
@@ -157,7 +168,8 @@ local function human(agg, o)
     for i, a in ipairs(agg.accounts) do
       rows[i] = setmetatable({ share_text = a.share and ("%.1f%%"):format(a.share * 100) or nil }, { __index = a })
     end
-    out:write(#rows > 0 and output.render(ACCOUNT_COLUMNS, rows) or "  (no accounts)\n")
+    local columns = (o.fleet and o.fleet.any) and FLEET_ACCOUNT_COLUMNS or ACCOUNT_COLUMNS
+    out:write(#rows > 0 and output.render(columns, rows) or "  (no accounts)\n")
   end
   if by == nil or by == "type" then
     out:write("\nPer type:\n")
@@ -176,7 +188,7 @@ end
 
 -- JSON Lines or CSV rows.
 local function machine(agg, o)
-  local w = output.writer(o.mode, o.all and M.COLUMNS or report.COLUMNS)
+  local w = output.writer(o.mode, o.all and (o.fleet and M.FLEET_COLUMNS or M.COLUMNS) or report.COLUMNS)
   if not o.by then w:add(agg.total) end
   local sections = { day = agg.days, account = agg.accounts, type = agg.types, song = agg.songs }
   for _, name in ipairs({ "day", "account", "type", "song" }) do
@@ -197,13 +209,28 @@ local function collect(client, o)
     end
     return report.summarize(r.value, o.email, { since = o.since, ["until"] = o["until"] })
   end
+  local emails -- with --fleet: its live accounts
+  if o.fleet then
+    local r = common.call(client, o, { "list_accounts" })
+    if not r.ok then
+      common.say("usage", "cannot list the accounts: " .. common.error_message(r))
+      return nil, common.FAILED
+    end
+    local missing = {}
+    emails = {}
+    for _, e in ipairs(o.fleet.emails) do
+      if r.value[e] ~= nil then emails[#emails + 1] = e else missing[#missing + 1] = e end
+    end
+    table.sort(missing)
+    selection.note_missing("usage", o.fleet, missing)
+  end
   local show = not o.verbose and output.isatty(io.stderr)
   local bar = output.progress(show, io.stderr)
   -- Ctrl-C (or SIGTERM) once: start nothing new, report what is done and name the rest;
   -- twice: drop the calls in flight too. Every account still gets its row; the command line
   -- then ends with 130/143.
   local agg, err = fleet_usage.collect(client, {
-    since = o.since, ["until"] = o["until"], concurrency = o.concurrency, cancel = common.cancel,
+    since = o.since, ["until"] = o["until"], concurrency = o.concurrency, cancel = common.cancel, emails = emails,
     on_progress = function(done, total, email, r)
       if o.verbose then
         io.stderr:write(common.clean(common.verbose_line(common.label("get_usage") .. " " .. email, r)), "\n")
@@ -218,6 +245,7 @@ local function collect(client, o)
   end
   for _, a in ipairs(agg.accounts) do
     if a.error then common.say("usage", a.email .. ": " .. a.error) end
+    if o.fleet then a.labels = selection.value(o.fleet.labels[a.email]) end
   end
   return agg
 end

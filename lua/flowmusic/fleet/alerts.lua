@@ -70,7 +70,8 @@ end
 --   `remind` (seconds; see flowmusic.fleet.events), `lock_wait` (seconds to wait for another
 --   run's lock; default 60), `now` (seconds since the epoch), and the options of
 --   `status.collect` (`min_credits`, `min_tokens`, `max_token_age`, `concurrency`, `cancel`,
---   `on_result`)
+--   `on_result`, `emails`). With `emails` the known states of the other accounts are left as
+--   they are: no `disappeared` event for an account outside the selection
 -- @return a report `{ records, summary, events, delivered, failures, pending, list_error,
 --   history_error }` (`records`/`summary` nil and `list_error` set when the list call failed;
 --   `failures`: `{ target, event, message }`; `pending`: events still owed to a target), or
@@ -88,7 +89,7 @@ function M.run(client, opts)
     max_token_age = opts.max_token_age, now = opts.now })
   local records, summary = status.collect(client, { min_credits = opts.min_credits,
     min_tokens = opts.min_tokens, max_token_age = judging.max_token_age, now = judging.now,
-    concurrency = opts.concurrency, cancel = opts.cancel, on_result = opts.on_result })
+    concurrency = opts.concurrency, cancel = opts.cancel, on_result = opts.on_result, emails = opts.emails })
   local report = { events = {}, delivered = 0, failures = {} }
   -- A run stopped by a signal knows nothing new (its unfinished calls read as unreachable):
   -- it makes no events, sends nothing and leaves the known states as they were.
@@ -97,8 +98,18 @@ function M.run(client, opts)
     report.records, report.summary = records, summary
   elseif records then
     report.records, report.summary = records, summary
-    local new, known = events.detect(state.accounts, records, { now = judging.now,
+    local before, others = state.accounts, {}
+    if opts.emails then -- accounts outside the selection keep their known state untouched
+      local picked = {}
+      for _, e in ipairs(opts.emails) do picked[e] = true end
+      before = {}
+      for email, k in pairs(state.accounts) do
+        if picked[email] then before[email] = k else others[email] = k end
+      end
+    end
+    local new, known = events.detect(before, records, { now = judging.now,
       remind = opts.remind, min_credits = opts.min_credits, min_tokens = opts.min_tokens })
+    for email, k in pairs(others) do known[email] = k end
     report.events = new
     local ok, herr = history.append(opts.history or history.beside(path), new)
     if not ok then report.history_error = herr end

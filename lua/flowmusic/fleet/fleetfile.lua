@@ -1,12 +1,13 @@
 --- Fleet files: the accounts you want, one per line, for `flowmusic plan` and `apply`.
 --
 -- CSV with the header `email,max_jobs,refresh_token_file` (columns in any order, optional
--- ones may be left out) or JSON Lines with the same keys. They are read by the batch file
--- reader (`flowmusic.rowfile`), with the same line-numbered errors. `email` is
+-- ones may be left out, `labels` too) or JSON Lines with the same keys. They are read by the
+-- batch file reader (`flowmusic.rowfile`), with the same line-numbered errors. `email` is
 -- required; an empty `max_jobs` leaves maxJobs alone; `refresh_token_file` is relative to
 -- the fleet file's directory and is read only when the account must be added or
--- re-authenticated. A duplicate email is an input error, and so is an empty file (with
--- `--prune` it would delete every account).
+-- re-authenticated; `labels` is `team=a;plan=pro` (in JSON Lines also an object of strings),
+-- by the rule of `flowmusic.fleet.labels`. A duplicate email is an input error, and so is an
+-- empty file (with `--prune` it would delete every account).
 --
 --     local fleetfile = require "flowmusic.fleet.fleetfile"
 --     local wanted, err = fleetfile.read("fleet.csv")   -- for flowmusic.fleet.plan
@@ -14,14 +15,13 @@
 local rowfile = require "flowmusic.rowfile"
 local validate = require "flowmusic.validate"
 local files = require "flowmusic.files"
+local labels = require "flowmusic.fleet.labels"
 
 local M = {}
 
 --- The keys of a fleet file row.
-M.KEYS = { "email", "max_jobs", "refresh_token_file" }
-local SCHEMA = rowfile.schema(M.KEYS, "email", "fleet file")
-
-local shell_quote = files.shell_quote
+M.KEYS = { "email", "max_jobs", "refresh_token_file", "labels" }
+local SCHEMA = rowfile.schema(M.KEYS, "email", "fleet file", { labels = true })
 
 -- The current directory (for making token paths absolute, so saved plans work from anywhere).
 local cwd
@@ -48,7 +48,8 @@ end
 --   to (default "."), format = "csv" | "jsonl" (default: guessed from name and text),
 --   secrets = strings never to quote in a message }`
 -- @return array of wanted entries `{ line =, email =, max_jobs = n|nil,
---   refresh_token_file = path|nil }` (for `flowmusic.fleet.plan`); or nil, message (one line
+--   refresh_token_file = path|nil, labels = { key = value }|nil }` (for
+--   `flowmusic.fleet.plan`; `labels` nil when the row has none); or nil, message (one line
 --   per problem, each `NAME: line N: ...`)
 function M.parse(text, opts)
   opts = opts or {}
@@ -79,6 +80,10 @@ function M.parse(text, opts)
       else
         entry.refresh_token_file = f:sub(1, 1) == "/" and f or (base .. "/" .. f)
       end
+    end
+    if not bad and row.labels ~= nil then
+      local l, msg = labels.from(row.labels, opts.secrets)
+      if msg then bad = "labels: " .. msg else entry.labels = l end
     end
     if not bad and first_line[entry.email] then
       bad = ("duplicate email %s (first on line %d)"):format(entry.email, first_line[entry.email])
@@ -112,47 +117,14 @@ function M.read(path, opts)
                          base_dir = path == "-" and current_dir() or dir_of(path) })
 end
 
--- Files already warned about in this process.
-local warned = {}
-
---- The permission bits of a file as an octal string (e.g. "644"), or nil when unknown.
-function M.mode(path)
-  local q = shell_quote(path)
-  local p = io.popen("stat -L -c %a -- " .. q .. " 2>/dev/null || stat -L -f %Lp -- " .. q .. " 2>/dev/null")
-  if not p then return nil end
-  local m = p:read("*l")
-  p:close()
-  return m and m:match("^[0-7]+$") and m or nil
-end
-
---- The warning for a token file readable by group or others, or nil.
-local function loose_mode_warning(path)
-  local m = M.mode(path)
-  if not m then return nil end
-  local bits = tonumber(m, 8)
-  if math.floor(bits / 32) % 2 == 1 or math.floor(bits / 4) % 2 == 1 then
-    return ("permissions %04o for refresh token file '%s' are too open (readable by group or others); "
-      .. "chmod 600 it"):format(bits, path)
-  end
-  return nil
-end
-
 --- Read a refresh token from a file (trailing newline trimmed; the token is never echoed).
--- A file readable by group or others gets a warning naming the file, once per process.
+-- A file group or others may read or write is refused, naming the file and the fix
+-- (flowmusic.files.loose_mode), unless `opts.allow_insecure`.
 -- @param path file name
--- @param on_warning optional function(message); default: a line on stderr
--- @return token; or nil, message
-function M.read_token(path, on_warning)
-  local token, err = files.read_secret(path, "refresh token file")
-  if not token then return nil, err end
-  if not warned[path] then
-    warned[path] = true
-    local w = loose_mode_warning(path)
-    if w then
-      if on_warning then on_warning(w) else io.stderr:write("flowmusic: warning: ", w, "\n") end
-    end
-  end
-  return token
+-- @param opts optional `{ allow_insecure = bool }`
+-- @return token; or nil, message, and "insecure" when the file's mode was the reason
+function M.read_token(path, opts)
+  return files.read_secret(path, "refresh token file", opts)
 end
 
 return M

@@ -12,7 +12,8 @@
 --     local live = client:list_accounts()
 --     local diffs = fleet.converge(live, plan)                       -- {} when converged
 --
--- A **plan** is a table `{ rows = {...}, fingerprint = {...}, prune = bool, base_url = url }`.
+-- A **plan** is a table `{ rows = {...}, fingerprint = {...}, prune = bool, base_url = url,
+-- labels = selector|nil }`.
 -- Each row is plain data:
 --
 -- * `action`: `add` (missing, token given), `reauth` (live record has `error`, token given),
@@ -22,7 +23,13 @@
 --   in error state without a token gets `set-max-jobs` (when needed) and `needs-reauth`.
 -- * `email`, `from_max_jobs` (live), `to_max_jobs` (wanted; nil = leave alone), `message`
 --   (why, for problems and re-authentication), `line` (of the fleet file, when known),
---   `refresh_token_file` (path, when the token comes from a file).
+--   `refresh_token_file` (path, when the token comes from a file), `labels` (the wanted
+--   entry's, nil when none).
+--
+-- **Label selector** (`labels = { team = "a" }`, `flowmusic.fleet.labels`): the plan covers
+-- only the wanted entries with every one of those labels; all others are left alone, as if
+-- they were not in the list. Live accounts that are not wanted have no labels, so a plan with
+-- a selector never deletes: `prune` then deletes nothing.
 --
 -- Refresh tokens are never stored in a plan: a row that needs one has a private token source
 -- (the in-memory token given to `make`/`compute`, or its file, read again at apply time).
@@ -34,6 +41,7 @@
 -- @module flowmusic.fleet.plan
 local validate = require "flowmusic.validate"
 local planfile = require "flowmusic.fleet.planfile"
+local labels = require "flowmusic.fleet.labels"
 
 local M = {}
 
@@ -50,7 +58,7 @@ for _, a in ipairs(M.ACTIONS) do KNOWN_ACTION[a] = true end
 -- never hold a token, and this table is reachable from nowhere but this file.
 local token_source = setmetatable({}, { __mode = "k" })
 
--- The default reader of token files (the fleet file module's: trims, warns on loose modes).
+-- The default reader of token files (the fleet file module's: trims, refuses loose modes).
 local function default_reader(path)
   return require("flowmusic.fleet.fleetfile").read_token(path)
 end
@@ -82,7 +90,7 @@ local function check_wanted(wanted)
     if type(e) ~= "table" then error(("flowmusic.fleet: wanted entry %d must be a table"):format(i), 3) end
     for k in pairs(e) do
       if k ~= "email" and k ~= "max_jobs" and k ~= "refresh_token" and k ~= "refresh_token_file"
-        and k ~= "line" then
+        and k ~= "line" and k ~= "labels" then
         error(("flowmusic.fleet: wanted entry %d: unknown key '%s'"):format(i, tostring(k)), 3)
       end
     end
@@ -103,7 +111,20 @@ local function check_wanted(wanted)
     if e.refresh_token_file ~= nil and type(e.refresh_token_file) ~= "string" then
       error(("flowmusic.fleet: wanted entry %d (%s): refresh_token_file must be a string"):format(i, email), 3)
     end
+    if e.labels ~= nil then
+      local _, m = labels.check(e.labels)
+      if m then error(("flowmusic.fleet: wanted entry %d (%s): labels: %s"):format(i, email, m), 3) end
+    end
   end
+end
+
+-- A checked copy of a label selector option, nil for none or `{}` (misuse raises at the
+-- caller's caller).
+local function check_selector(sel, fname)
+  if sel == nil then return nil end
+  local copy, m = labels.check(sel)
+  if m then error(("flowmusic.fleet.%s: labels: %s"):format(fname, m), 3) end
+  return copy
 end
 
 -- The live facts a plan depends on, for one account.
@@ -165,28 +186,35 @@ function M.warnings(p, running)
   return list
 end
 
-local function new_plan(rows, fingerprint, prune, base_url)
-  return { rows = rows, fingerprint = fingerprint, prune = prune and true or false, base_url = base_url }
+local function new_plan(rows, fingerprint, prune, base_url, selector)
+  return { rows = rows, fingerprint = fingerprint, prune = prune and true or false, base_url = base_url,
+           labels = selector }
 end
 
 --- Compute a plan from live state (no I/O besides reading token files to check them).
 -- @param live the accounts as `client:list_accounts()` returns them (table keyed by email)
 -- @param wanted array of `{ email =, max_jobs = n|nil, refresh_token = string|nil,
---   refresh_token_file = path|nil, line = n|nil }`; `max_jobs` nil leaves maxJobs alone
--- @param opts optional `{ prune = bool, read_token = function(path) -> token | nil, msg }`
---   (default reader: `flowmusic.fleet.fleetfile.read_token`)
--- @return plan. Raises on a malformed wanted list (bad email, duplicate, bad max_jobs).
---   A token that can't be read turns its row into a problem whose message says why.
+--   refresh_token_file = path|nil, line = n|nil, labels = table|nil }`; `max_jobs` nil leaves
+--   maxJobs alone
+-- @param opts optional `{ prune = bool, labels = selector, read_token = function(path) ->
+--   token | nil, msg }` (default reader: `flowmusic.fleet.fleetfile.read_token`); with
+--   `labels` only the matching entries are planned and nothing is deleted
+-- @return plan. Raises on a malformed wanted list (bad email, duplicate, bad max_jobs, bad
+--   labels) or selector. A token that can't be read turns its row into a problem whose
+--   message says why.
 function M.compute(live, wanted, opts)
   if type(live) ~= "table" then error("flowmusic.fleet.compute: live must be a table keyed by email", 2) end
   check_wanted(wanted)
-  opts = check_options(opts, { prune = true, read_token = true }, "compute")
+  opts = check_options(opts, { prune = true, labels = true, read_token = true }, "compute")
+  local selector = check_selector(opts.labels, "compute")
+  wanted = labels.select(wanted, selector)
   local read_token = opts.read_token or default_reader
   local rows, fingerprint, wanted_set = {}, {}, {}
   local function row(action, e, rec, message)
     local r = { action = action, email = e.email, from_max_jobs = rec and fact(rec).max_jobs or nil,
                 to_max_jobs = e.max_jobs and validate.max_jobs(e.max_jobs) or nil, message = message,
-                line = e.line, refresh_token_file = e.refresh_token_file }
+                line = e.line, refresh_token_file = e.refresh_token_file,
+                labels = e.labels and labels.check(e.labels) or nil }
     rows[#rows + 1] = r
     if M.WRITES[action] then fingerprint[e.email] = fact(rec) end
     return r
@@ -224,12 +252,12 @@ function M.compute(live, wanted, opts)
       row("ok", e, rec)
     end
   end
-  if opts.prune then
+  if opts.prune and not selector then -- (unwanted live accounts have no labels: none matches)
     for _, email in ipairs(sorted_keys(live)) do
       if not wanted_set[email] then row("delete", { email = email }, live[email]) end
     end
   end
-  return new_plan(rows, fingerprint, opts.prune)
+  return new_plan(rows, fingerprint, opts.prune, nil, selector)
 end
 
 --- Read the live state (`GET /accounts`, and `GET /jobs` for warnings; nothing else) and
@@ -242,10 +270,11 @@ end
 --   value of `GET /accounts`)
 function M.make(client, wanted, opts)
   check_wanted(wanted)
-  opts = check_options(opts, { prune = true, read_token = true, cancel = true }, "make")
+  opts = check_options(opts, { prune = true, labels = true, read_token = true, cancel = true }, "make")
+  check_selector(opts.labels, "make")
   local live, running, jobs_error = read_live(client, opts.cancel, true)
   if not live then return nil, running end
-  local p = M.compute(live, wanted, { prune = opts.prune, read_token = opts.read_token })
+  local p = M.compute(live, wanted, { prune = opts.prune, labels = opts.labels, read_token = opts.read_token })
   p.base_url = client.base_url
   if running then
     p.warnings = M.warnings(p, running)
@@ -468,7 +497,7 @@ function M.decode(text, opts)
       token_source[row] = source_of({ refresh_token_file = row.refresh_token_file }, read_token)
     end
   end
-  return new_plan(saved.rows, saved.fingerprint, saved.prune, saved.base_url)
+  return new_plan(saved.rows, saved.fingerprint, saved.prune, saved.base_url, saved.labels)
 end
 
 return M

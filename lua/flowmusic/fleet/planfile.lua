@@ -2,14 +2,20 @@
 -- `flowmusic apply FILE`), one row per line for review and diffs. It holds the rows, the
 -- fingerprint of the live state and refresh token **file paths** only; never a token.
 --
---     {"format":"flowmusic-plan","version":1,"base_url":...,"prune":false,
---     "rows":[ {"action":...,"email":...,...}, ... ],
+--     {"format":"flowmusic-plan","version":1,"base_url":...,"prune":false,"labels":null,
+--     "rows":[ {"action":...,"email":...,...,"labels":{"team":"a"}}, ... ],
 --     "fingerprint":{ "a@x.com":{"exists":true,"max_jobs":4,"error":false}, ... }}
+--
+-- `labels` at the top is the label selector the plan was made with (`plan --label`; null
+-- without one): its rows are already that selection, and it deletes nothing. It is kept so
+-- the plan says what it covers; a row's `labels` are its account's (null when none). Both
+-- are optional, so plans written before labels existed read the same.
 --
 -- flowmusic.fleet.plan gives the plans it reads their token sources.
 -- @module flowmusic.fleet.planfile
 local validate = require "flowmusic.validate"
 local format = require "flowmusic.format"
+local labels = require "flowmusic.fleet.labels"
 
 local M = {}
 
@@ -31,7 +37,8 @@ local function jv(v)
   return format.json(v, true)
 end
 
-local ROW_KEYS = { "action", "email", "from_max_jobs", "to_max_jobs", "message", "line", "refresh_token_file" }
+local ROW_KEYS = { "action", "email", "from_max_jobs", "to_max_jobs", "message", "line", "refresh_token_file",
+  "labels" }
 local FACT_KEYS = { "exists", "max_jobs", "error" }
 
 local function object(keys, t)
@@ -63,8 +70,8 @@ function M.encode(p)
   end
   return table.concat({
     "{",
-    ('"format":%s,"version":%d,"base_url":%s,"prune":%s,'):format(jv(M.FORMAT), M.VERSION,
-      jv(p.base_url), p.prune and "true" or "false"),
+    ('"format":%s,"version":%d,"base_url":%s,"prune":%s,"labels":%s,'):format(jv(M.FORMAT), M.VERSION,
+      jv(p.base_url), p.prune and "true" or "false", jv(p.labels)),
     '"rows":[', table.concat(rows, ",\n"), "],",
     '"fingerprint":{', table.concat(fp, ",\n"), "}",
     "}",
@@ -81,13 +88,13 @@ end
 
 local function int_or_nil(v) return v == nil or (type(v) == "number" and v == math.floor(v)) end
 
---- Read a saved plan's text: its rows (the saved keys only), fingerprint, prune and base URL,
--- checked.
+--- Read a saved plan's text: its rows (the saved keys only), fingerprint, prune, base URL
+-- and label selector, checked.
 -- @param text JSON from `encode`
 -- @param actions set of the known row actions
 -- @param writes set of the actions that write
--- @return `{ rows =, fingerprint =, prune =, base_url = }`; or nil, message (not a plan,
---   another version, malformed)
+-- @return `{ rows =, fingerprint =, prune =, base_url =, labels = }`; or nil, message (not a
+--   plan, another version, malformed)
 function M.parse(text, actions, writes)
   local core = require "flowmusic.core"
   local doc, err = core.json_decode((tostring(text):gsub("^\239\187\191", "")))
@@ -103,6 +110,7 @@ function M.parse(text, actions, writes)
   local rows, fingerprint = {}, {}
   for i, r in ipairs(doc.rows) do
     local bad
+    local label_err = type(r) == "table" and r.labels ~= nil and select(2, labels.check(r.labels)) or nil
     if type(r) ~= "table" or not actions[r.action] then bad = "unknown action"
     elseif not validate.email(r.email) then bad = "bad email"
     elseif not int_or_nil(r.from_max_jobs) or not int_or_nil(r.to_max_jobs) then bad = "bad maxJobs"
@@ -112,10 +120,13 @@ function M.parse(text, actions, writes)
       bad = r.action .. " without refresh_token_file"
     elseif writes[r.action] and type(doc.fingerprint[r.email]) ~= "table" then
       bad = "no fingerprint for " .. r.email -- (a valid email: checked above)
+    elseif label_err then
+      bad = "labels: " .. label_err
     end
     if bad then return nil, ("malformed saved plan: row %d: %s"):format(i, bad) end
     local row = {}
     for _, k in ipairs(ROW_KEYS) do row[k] = r[k] end
+    row.labels = type(r.labels) == "table" and labels.check(r.labels) or nil
     rows[i] = row
   end
   for email, f in pairs(doc.fingerprint) do
@@ -124,8 +135,14 @@ function M.parse(text, actions, writes)
     end
     fingerprint[email] = { exists = f.exists, max_jobs = f.max_jobs, error = f.error == true }
   end
+  local selector
+  if doc.labels ~= nil then
+    local lerr
+    selector, lerr = labels.check(doc.labels)
+    if lerr then return nil, "malformed saved plan: labels: " .. lerr end
+  end
   return { rows = rows, fingerprint = fingerprint, prune = doc.prune == true,
-           base_url = type(doc.base_url) == "string" and doc.base_url or nil }
+           base_url = type(doc.base_url) == "string" and doc.base_url or nil, labels = selector }
 end
 
 return M

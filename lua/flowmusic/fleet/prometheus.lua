@@ -17,7 +17,9 @@
 -- * `flowmusic_account_refreshed_timestamp_seconds{email}` (when `refreshed_at` is known);
 -- * `flowmusic_account_access_token_expires_timestamp_seconds{email}`;
 -- * `flowmusic_account_jobs_running{email}` (when `list_jobs` answered);
--- * `flowmusic_account_info{email,tier,subscription_plan}`: 1;
+-- * `flowmusic_account_info{email,tier,subscription_plan}`: 1; a record with `labels` (its
+--   fleet file's, `flowmusic status --fleet FILE`) adds one `label_<key>="value"` per label,
+--   keys sorted (as kube-state-metrics does);
 -- * `flowmusic_accounts{state}`: accounts per state (every state, 0 included);
 -- * `flowmusic_subscription_active`, `flowmusic_subscription_accounts_max` (when
 --   `get_subscription` answered);
@@ -129,7 +131,7 @@ function M.account_families(records, summary)
   local running = M.family("flowmusic_account_jobs_running", "gauge",
     "Jobs running now on the account (GET /jobs; absent when it could not be listed)")
   local info = M.family("flowmusic_account_info", "gauge",
-    "Always 1: the account's tier and subscription plan as labels")
+    "Always 1: the account's tier, subscription plan and fleet file labels (label_<key>) as labels")
   local accounts = M.family("flowmusic_accounts", "gauge", "Accounts per state")
   for _, r in ipairs(records) do
     local email = { "email", r.email }
@@ -143,7 +145,14 @@ function M.account_families(records, summary)
     local exp = status.timestamp(r.access_token_expires_at)
     if exp then M.add(expires, { email }, exp) end
     if type(r.jobs_running) == "number" then M.add(running, { email }, r.jobs_running) end
-    M.add(info, { email, { "tier", r.tier or "" }, { "subscription_plan", r.subscription_plan or "" } }, 1)
+    local info_labels = { email, { "tier", r.tier or "" }, { "subscription_plan", r.subscription_plan or "" } }
+    if type(r.labels) == "table" then -- (keys follow flowmusic.fleet.labels: valid label names)
+      local keys = {}
+      for k in pairs(r.labels) do keys[#keys + 1] = k end
+      table.sort(keys)
+      for _, k in ipairs(keys) do info_labels[#info_labels + 1] = { "label_" .. k, r.labels[k] } end
+    end
+    M.add(info, info_labels, 1)
   end
   for _, st in ipairs(status.STATES) do M.add(accounts, { { "state", st } }, summary[st] or 0) end
   local fams = { up, reauth, credits, tokens, jobs, refreshed, expires, running, info, accounts }

@@ -47,7 +47,7 @@ for _, s in ipairs(M.STATES) do is_state[s] = true end
 function M.is_state(s) return is_state[s] == true end
 
 local option_names = { min_credits = true, min_tokens = true, max_token_age = true, now = true,
-  concurrency = true, cancel = true, on_result = true, jobs = true, subscription = true }
+  concurrency = true, cancel = true, on_result = true, jobs = true, subscription = true, emails = true }
 
 -- v when it has Lua type t, else nil (JSON null, whatever sentinel the client uses, maps to nil).
 local function typed(v, t)
@@ -183,6 +183,12 @@ function M.check_options(opts)
   for _, k in ipairs({ "jobs", "subscription" }) do
     if opts[k] ~= nil and type(opts[k]) ~= "boolean" then return nil, k .. " must be a boolean" end
   end
+  if opts.emails ~= nil then
+    if type(opts.emails) ~= "table" then return nil, "emails must be an array of strings" end
+    for _, e in ipairs(opts.emails) do
+      if type(e) ~= "string" then return nil, "emails must be an array of strings" end
+    end
+  end
   for _, k in ipairs({ "min_credits", "min_tokens", "max_token_age", "now" }) do
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
@@ -233,7 +239,9 @@ end
 --   `on_result` (function(record, result) called as each live call finishes, with the batch
 --   result (`status`, `attempts`, `elapsed`, `err`; its `value` already dropped); e.g. for
 --   verbose output),
---   `jobs` (false: skip `list_jobs`), `subscription` (false: skip `get_subscription`)
+--   `jobs` (false: skip `list_jobs`), `subscription` (false: skip `get_subscription`),
+--   `emails` (array: only these of the listed accounts; the others get no live call and no
+--   record, e.g. the accounts of a fleet file)
 -- @treturn {table,...} records sorted by email, each `{ email, tier, subscription_plan,
 --   state, credits_remaining, tokens_remaining, max_jobs, refreshed_at, error,
 --   access_token_expires_at, jobs_running }` (`error`: the account's own error text, why
@@ -242,7 +250,9 @@ end
 --   `list_jobs` failed) and, when the live call failed, `status` (its HTTP status, if any)
 -- @treturn table the summary (see `summarize`), plus `subscription` (`{ active,
 --   accounts_max }` from `get_subscription`) or `subscription_error`, and `jobs_error` when
---   `list_jobs` failed (messages: those calls never fail the status)
+--   `list_jobs` failed (messages: those calls never fail the status); with `emails`, also
+--   `listed` (how many accounts the list call gave) and `unlisted` (the emails asked for that
+--   it did not list, sorted)
 -- @return or nil, err when the list call itself failed (a flowmusic error value)
 -- @raise on misuse: opts not a table, unknown option, a minimum that is not a
 --   non-negative number, a bad concurrency
@@ -254,14 +264,24 @@ function M.collect(client, opts)
   if not ok then error("flowmusic.fleet.status: bad argument #2 to 'collect' (" .. why .. ")", 2) end
   opts = M.judging(opts)
 
-  local list, err = client:list_accounts()
-  if not list then return nil, err end
+  -- (through batch, so that `cancel` also stops the list: a Ctrl-C must not wait for it)
+  local listing = client:batch({ { "list_accounts" } }, { concurrency = 1, cancel = opts.cancel })[1]
+  if not listing.ok then return nil, listing.err end
+  local list = listing.value
 
-  local emails, listed = {}, {}
+  local only
+  if opts.emails then
+    only = {}
+    for _, e in ipairs(opts.emails) do only[e] = true end
+  end
+  local emails, listed, count = {}, {}, 0
   for email, a in pairs(list) do
     if type(email) == "string" then
-      emails[#emails + 1] = email
-      listed[email] = type(a) == "table" and a or {}
+      count = count + 1
+      if not only or only[email] then
+        emails[#emails + 1] = email
+        listed[email] = type(a) == "table" and a or {}
+      end
     end
   end
   table.sort(emails)
@@ -287,6 +307,13 @@ function M.collect(client, opts)
   end
   for i = n + 1, #calls do side[extra[i]] = side[extra[i]] or results[i] end
   local summary = M.summarize(records)
+  if only then
+    summary.listed, summary.unlisted = count, {}
+    for e in pairs(only) do
+      if not listed[e] then summary.unlisted[#summary.unlisted + 1] = e end
+    end
+    table.sort(summary.unlisted)
+  end
   local jobs = side.jobs
   if jobs then
     if jobs.ok then

@@ -286,10 +286,11 @@ function M.collect(client, opts)
   local red = M.reducer { since = since, ["until"] = till }
   local emails = opts.emails
   if not emails then
-    local list, err = client:list_accounts()
-    if not list then return nil, err end
+    -- (through batch, so that `cancel` also stops the list)
+    local listing = client:batch({ { "list_accounts" } }, { concurrency = 1, cancel = opts.cancel })[1]
+    if not listing.ok then return nil, listing.err end
     emails = {}
-    for email in pairs(list) do emails[#emails + 1] = email end
+    for email in pairs(listing.value) do emails[#emails + 1] = email end
     table.sort(emails)
   end
   local calls = {}
