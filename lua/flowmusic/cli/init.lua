@@ -37,15 +37,19 @@ The command line client of the useapi.net Flow Music accounts API.]]
 
 local EPILOG = [[
 Connection and output options (every command that talks to the API; see COMMAND --help):
-  --token-file FILE  the useapi.net API token (default: $USEAPI_TOKEN)
+  --profile NAME     settings from a profile of ~/.config/flowmusic/config (default:
+                     $FLOWMUSIC_PROFILE, else [default]; see 'flowmusic config show')
+  --token-file FILE  the useapi.net API token (default: $USEAPI_TOKEN, the profile's)
   --base-url URL     API base URL (default: $FLOWMUSIC_BASE_URL, else
                      %s)
   --timeout SECS     seconds per attempt (default %s); --retries N (0-%d, default %d)
-  --cacert FILE, --capath DIR  CAs to trust (default: $CURL_CA_BUNDLE, $SSL_CERT_FILE/DIR)
+  --cacert FILE, --capath DIR
+                     CAs to trust (default: $CURL_CA_BUNDLE, $SSL_CERT_FILE/DIR)
   --proxy URL        a proxy (default: $HTTPS_PROXY, $ALL_PROXY; $NO_PROXY bypasses it)
   --json | --csv     machine output on stdout: JSON Lines or CSV (default: a table)
   --verbose          per-request timing and attempts on stderr
 Secrets (the API token, refresh tokens) are never printed, not even with --verbose.
+Token files others may read are refused; so is a refresh token sent before (--force).
 
 examples:
   export USEAPI_TOKEN=user:123-abc...
