@@ -166,7 +166,10 @@ describe("flowmusic.fleet.status.collect", function()
 
   it("a cancel that stops the live calls leaves every account reported, as unreachable", function()
     local c = helper.client(sb)
-    local records, summary = status.collect(c, { cancel = function() return "abort" end })
+    -- Abort once the list is in: from the second batch (the per-account calls) on.
+    local batches, batch = 0, c.batch
+    c.batch = function(self, ...) batches = batches + 1 return batch(self, ...) end
+    local records, summary = status.collect(c, { cancel = function() if batches >= 2 then return "abort" end end })
     c:close()
     assert.equal(#ALL, #records)
     for _, r in ipairs(records) do
@@ -177,6 +180,16 @@ describe("flowmusic.fleet.status.collect", function()
       end
     end
     assert.equal(#ALL, summary.total)
+  end)
+
+  it("a cancel during the list stops it too: nil and a cancelled error, nothing else sent", function()
+    local c = helper.client(sb)
+    local before = sb:requests().total
+    local records, err = status.collect(c, { cancel = function() return "abort" end })
+    c:close()
+    assert.is_nil(records)
+    assert.equal("cancelled", err.kind)
+    assert.equal(before, sb:requests().total) -- (control requests are not counted)
   end)
 
   it("on_result sees each record with its live call's result, the value already dropped", function()

@@ -27,10 +27,7 @@ end
 --- Write text to a file, mode 0600 (token files must be private: flowmusic refuses others);
 -- returns the path. A spec that wants another mode chmods the file itself.
 function M.spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  assert(os.execute("chmod 600 " .. M.q(path)))
+  assert(require("flowmusic.core").write_private(path, text)) -- (no chmod process per file)
   return path
 end
 
