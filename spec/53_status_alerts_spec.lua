@@ -211,6 +211,7 @@ describe("flowmusic status --state (change alerts)", function()
     local state = cli.slurp(dir .. "/status.json")
     local history = cli.slurp(dir .. "/status.history.jsonl")
     remove("a@alerts.test") -- would be 'disappeared'; the slow list keeps the run in flight
+    socket.sleep(1.05) -- (a state file saved again would have another updated_at)
     sb:fault { fault = "latency", ms = 20000, method = "GET", path = "/v1/flowmusic/accounts" }
     local lists = sb:requests().by["GET /v1/flowmusic/accounts"] or 0
     local h = c:spawn("status --state " .. cli.q(dir .. "/status.json") .. " --changes-only --notify " .. cli.q(hook.url))

@@ -127,9 +127,14 @@ function M.run(client, opts)
     local ok, err = statefile.save(path, state, judging.now)
     if not ok then save_error = save_error or err end
   end
+  if report.cancelled then -- nothing new is known: the file stays byte for byte as it was
+    lock:unlock()
+    report.pending = #state.pending
+    return report
+  end
   save() -- the events are stored before any is sent
   if save_error then lock:unlock() return nil, save_error, "write" end
-  if not report.cancelled then report.delivered, report.failures = deliver(state, targets, save) end
+  report.delivered, report.failures = deliver(state, targets, save)
   save()
   lock:unlock()
   if save_error then return nil, save_error, "write" end
