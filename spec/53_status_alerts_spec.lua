@@ -203,7 +203,7 @@ describe("flowmusic status --state (change alerts)", function()
     assert.equal(4, #jsonl(cli.slurp(dir .. "/status.history.jsonl")))
   end)
 
-  it("a run stopped by SIGINT makes no events, sends nothing and leaves the state as it was", function()
+  it("a run stopped by SIGINT makes no events, sends nothing and leaves the state as it was #once", function()
     add("sandbox:plus:a@alerts.test")
     local code, _, err = watch("--changes-only --notify " .. cli.q(hook.url))
     assert.equal(0, code, err)

@@ -1,7 +1,8 @@
 -- Safer fleet writes (issue 25): the used-token store (a refresh token is sent once, unless
 -- --force), token and config files others may read are refused, one apply at a time, and
 -- profiles of the config file with their precedence. The command line runs as a subprocess
--- against a private sandbox that counts every request.
+-- against a private sandbox that counts every request. The lock cases wait on purpose and
+-- are #once (Lua 5.4 only); the rest runs under every Lua.
 local sandbox = require "spec.helpers.sandbox"
 local clih = require "spec.helpers.cli"
 local jsonl = clih.jsonl
@@ -303,7 +304,7 @@ describe("token hygiene", function()
       return h
     end
 
-    it("a second apply refuses at once, naming the first one's pid, and sends nothing", function()
+    it("a second apply refuses at once, naming the first one's pid, and sends nothing #once", function()
       local first = slow_apply(1500)
       local rc, out, err = run("apply " .. clih.q(fleet) .. " --yes", env)
       assert.are.equal(1, rc, err)
@@ -326,7 +327,7 @@ describe("token hygiene", function()
       assert.are.equal(0, again.wait(30), again.err())
     end)
 
-    it("with --lock-timeout the second one waits, then runs", function()
+    it("with --lock-timeout the second one waits, then runs #once", function()
       local first = slow_apply(1000)
       local rc, out, err = run("apply " .. clih.q(fleet) .. " --yes --lock-timeout 30", env)
       assert.are.equal(0, first.wait(30), first.err())
@@ -342,7 +343,7 @@ describe("token hygiene", function()
       assert.are.equal(2, (run("apply x --lock-timeout soon", env)))
     end)
 
-    it("a lock left by a killed process is taken over", function()
+    it("a lock left by a killed process is taken over #once", function()
       local first = slow_apply(30000)
       first.signal("KILL")
       first.wait(10)

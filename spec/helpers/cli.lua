@@ -27,7 +27,9 @@ end
 --- Write text to a file, mode 0600 (token files must be private: flowmusic refuses others);
 -- returns the path. A spec that wants another mode chmods the file itself.
 function M.spit(path, text)
-  assert(require("flowmusic.core").write_private(path, text)) -- (no chmod process per file)
+  -- A new file, created 0600 whatever the umask (no chmod process, no fsync per file).
+  os.remove(path)
+  assert(require("flowmusic.core").append_private(path, text))
   return path
 end
 
