@@ -4,12 +4,7 @@
 local core = require "flowmusic.core"
 local cli = require "spec.helpers.cli"
 
-local function mode_of(path)
-  local p = io.popen("stat -c %a " .. cli.q(path) .. " 2>/dev/null")
-  local m = p:read("*l")
-  p:close()
-  return m
-end
+local mode_of = cli.mode_of
 
 local function self_pid()
   local f = assert(io.open("/proc/self/stat"))

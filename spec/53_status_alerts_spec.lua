@@ -14,12 +14,7 @@ local EVENT_KEYS = { "at", "email", "event", "from", "to", "reason", "credits_re
 
 local function contains(hay, needle) return tostring(hay):find(needle, 1, true) ~= nil end
 
-local function mode_of(path)
-  local p = io.popen("stat -c %a " .. cli.q(path))
-  local m = p:read("*l")
-  p:close()
-  return m
-end
+local mode_of = cli.mode_of
 
 -- "email event" of each event, for comparisons.
 local function names(list)

@@ -40,12 +40,7 @@ local function sha256(s)
   return hex
 end
 
-local function mode_of(path)
-  local p = io.popen("stat -c %a " .. clih.q(path))
-  local m = p:read("*l")
-  p:close()
-  return m
-end
+local mode_of = clih.mode_of
 
 local function posts() return sb:requests().by["POST /v1/flowmusic/accounts"] or 0 end
 local function total() return sb:requests().total end

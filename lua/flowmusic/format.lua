@@ -6,6 +6,14 @@ local M = {}
 
 local floor = math.floor
 
+--- The keys of a table, sorted: the order plans, plan files and labels list them in.
+function M.sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
 --- An ISO 8601 UTC time (`2026-12-07T04:50:00Z`) of seconds since the epoch.
 function M.iso(t)
   return os.date("!%Y-%m-%dT%H:%M:%SZ", floor(t))

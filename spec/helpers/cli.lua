@@ -33,6 +33,14 @@ function M.spit(path, text)
   return path
 end
 
+--- A file's permission bits in octal ("600"), or nil when it is missing.
+function M.mode_of(path)
+  local p = io.popen("stat -c %a " .. M.q(path) .. " 2>/dev/null")
+  local m = p:read("*l")
+  p:close()
+  return m
+end
+
 --- Lines of a text (empty lines dropped).
 function M.lines(s)
   local t = {}

@@ -32,12 +32,7 @@ M.MAX_LABELS = 16
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
+local sorted_keys = require("flowmusic.format").sorted_keys
 
 -- True when s is well-formed UTF-8 with no C1 control character (U+0080-U+009F).
 local function utf8_text(s)

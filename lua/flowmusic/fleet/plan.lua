@@ -134,12 +134,7 @@ local function fact(rec)
            error = rec.error ~= nil and rec.error ~= false and type(rec.error) ~= "userdata" }
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
+local sorted_keys = require("flowmusic.format").sorted_keys
 
 -- Raise (at the caller's caller) on an option key not in `known`.
 local function check_options(opts, known, fname)

@@ -24,12 +24,7 @@ M.FORMAT = "flowmusic-plan"
 --- Version of the saved plan format.
 M.VERSION = 1
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
+local sorted_keys = require("flowmusic.format").sorted_keys
 
 -- JSON text of a scalar (nil -> null), its bytes kept: paths must read back as they were.
 local function jv(v)
