@@ -173,16 +173,32 @@ static int append_private(lua_State *L) {
     return 1;
 }
 
-/** core.file_mode(path) -> permission bits, owner uid | nil, message
- * The mode bits (e.g. 0600 as the number 384) and owner of the file path names, following
- * symbolic links (the file read is the one that matters), without opening it. */
+/** core.file_mode(path) -> permission bits, owner uid, kind | nil, message, "missing"
+ * What path names, following symbolic links (the file read is the one that matters), without
+ * opening it (opening a FIFO would block): its mode bits (0600 is the number 384), its owner,
+ * and its kind: "file", "directory", "fifo", "device", "socket" or "other". A path that names
+ * nothing gives nil, the reason and "missing". */
 static int file_mode(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
-    if (stat(path, &st) != 0) return fail(L, "cannot stat", errno);
+    const char *kind;
+    if (stat(path, &st) != 0) {
+        int e = errno;
+        fail(L, "cannot stat", e);
+        if (e != ENOENT && e != ENOTDIR) return 2;
+        lua_pushliteral(L, "missing");
+        return 3;
+    }
+    if (S_ISREG(st.st_mode)) kind = "file";
+    else if (S_ISDIR(st.st_mode)) kind = "directory";
+    else if (S_ISFIFO(st.st_mode)) kind = "fifo";
+    else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) kind = "device";
+    else if (S_ISSOCK(st.st_mode)) kind = "socket";
+    else kind = "other";
     lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
     lua_pushinteger(L, (lua_Integer)st.st_uid);
-    return 2;
+    lua_pushstring(L, kind);
+    return 3;
 }
 
 /** core.make_private_dir(path) -> true | nil, message

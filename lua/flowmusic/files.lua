@@ -10,7 +10,6 @@ local M = {}
 
 --- Quote s for a POSIX shell.
 function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local shell_quote = M.shell_quote
 
 --- Run a shell command and return its exit status (0 for success, 128+N when signal N killed
 -- it), whatever the Lua: 5.1 and LuaJIT give the wait status, 5.2+ three values.
@@ -27,36 +26,14 @@ end
 --- Largest token file (API token or refresh token), in bytes.
 M.SECRET_MAX = 64 * 1024
 
--- What each path is: "file", "directory", "fifo", "device", "socket", "missing" or "other",
--- asked of the shell once for many paths (stat without opening: opening a FIFO blocks).
-local KIND_SCRIPT = [[
-for p do
-  if [ -f "$p" ]; then echo file
-  elif [ -d "$p" ]; then echo directory
-  elif [ -p "$p" ]; then echo fifo
-  elif [ -c "$p" ] || [ -b "$p" ]; then echo device
-  elif [ -S "$p" ]; then echo socket
-  elif [ -e "$p" ]; then echo other
-  else echo missing; fi
-done]]
-local kinds = {}
-
---- Find out what kind of thing each path is (one shell for up to 200 paths), and remember
--- it for read_file.
-function M.prefetch_kinds(paths)
-  local todo = {}
-  for _, p in ipairs(paths) do
-    if p ~= "-" and kinds[p] == nil and not p:find("%z") then todo[#todo + 1] = p end
-  end
-  local i = 1
-  while i <= #todo do
-    local chunk = {}
-    for j = i, math.min(i + 199, #todo) do chunk[#chunk + 1] = shell_quote(todo[j]) end
-    local pipe = io.popen("sh -c " .. shell_quote(KIND_SCRIPT) .. " sh " .. table.concat(chunk, " ") .. " 2>/dev/null")
-    for j = i, i + #chunk - 1 do kinds[todo[j]] = pipe and pipe:read("*l") or "other" end
-    if pipe then pipe:close() end
-    i = i + #chunk
-  end
+-- What a path names: "file", "directory", "fifo", "device", "socket", "other" or "missing"
+-- (stat, without opening: opening a FIFO blocks); nil when stat itself failed otherwise (then
+-- opening the file says why), and the permission bits when it exists.
+local function kind_of(path)
+  if path:find("%z") then return "other" end
+  local mode, _, kind = require("flowmusic.core").file_mode(path)
+  if mode then return kind, mode end
+  return kind -- "missing", or nil
 end
 
 local KIND_WORDS = { directory = "a directory", fifo = "a FIFO (named pipe)", device = "a device",
@@ -83,12 +60,10 @@ function M.read_file(path, what, max)
   if path == "-" then
     f = io.stdin
   else
-    if kinds[path] == nil then M.prefetch_kinds({ path }) end
-    local kind = kinds[path]
-    kinds[path] = nil -- asked again next time: the file may change
+    local kind = kind_of(path)
     if kind == "missing" then
       return nil, ("cannot read %s %s: no such file"):format(what, validate.quote_missing_path(format.escape(path)))
-    elseif kind ~= "file" then
+    elseif kind ~= "file" and kind ~= nil then
       return nil, ("%s '%s' is %s, not a regular file"):format(what, named(path), KIND_WORDS[kind] or KIND_WORDS.other)
     end
     f, err = io.open(path, "rb")
@@ -136,7 +111,7 @@ end
 -- @param what how the file is called in messages
 function M.loose_mode(path, what)
   if path == "-" then return nil end
-  local mode = require("flowmusic.core").file_mode(path)
+  local _, mode = kind_of(path)
   if not mode then return nil end
   local group, others = math.floor(mode / 8) % 8, mode % 8
   if group < 2 and others < 2 then return nil end -- (an execute bit alone gives nothing away)

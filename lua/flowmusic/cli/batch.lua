@@ -232,20 +232,15 @@ local function run(opts)
   local base_dir = dir_of(path)
   local plan, calls, index_of = {}, {}, {}
   local invalid = 0
-  -- Token files are looked at (regular file?) in one go before they are read.
-  local token_files = {}
-  for _, row in ipairs(rows) do
-    if row.op == "add" and type(row.refresh_token_file) == "string" then
-      token_files[#token_files + 1] = token_path(row.refresh_token_file, base_dir)
-    end
-  end
-  files.prefetch_kinds(token_files)
   -- Tokens sent before are refused row by row, before anything is sent (--force sends them).
   local ctx = { opts = opts, spent = {} }
-  if #token_files > 0 then
-    local store, serr = common.used_tokens(opts)
-    if not store then return common.usage_error("batch", serr) end
-    ctx.store = store
+  for _, row in ipairs(rows) do
+    if row.op == "add" then
+      local store, serr = common.used_tokens(opts)
+      if not store then return common.usage_error("batch", serr) end
+      ctx.store = store
+      break
+    end
   end
   for i, row in ipairs(rows) do
     local p = plan_row(row, base_dir, ctx)
