@@ -39,6 +39,11 @@ function M.for_url(option, url, getenv)
   return p or env(getenv, "all_proxy") or env(getenv, "ALL_PROXY")
 end
 
+--- A proxy URL as it may be shown: its credentials (`user:password@`) as `***@`.
+function M.show(url)
+  return (tostring(url):gsub("^(%a[%w+.-]*://)[^/@]*@", "%1***@"):gsub("^[^/:@]*:?[^/@]*@", "***@"))
+end
+
 --- The parts of a proxy URL never to show: the URL itself when it holds credentials,
 -- `user:password` and the password.
 -- @param url the proxy URL, or nil

@@ -29,6 +29,24 @@ local function unusable(path, want)
   return nil
 end
 
+--- The CAs the environment names, as libcurl's tools read them: `$CURL_CA_BUNDLE`, else
+-- `$SSL_CERT_FILE` and `$SSL_CERT_DIR` (empty variables count as unset).
+-- @param getenv optional, `os.getenv` by default
+-- @return cainfo, capath (each nil when unset), and the variables they came from
+--   (`{ cainfo = name, capath = name }`); all nil when none is set
+function M.from_env(getenv)
+  getenv = getenv or os.getenv
+  local function env(name)
+    local v = getenv(name)
+    if v ~= nil and v ~= "" then return v end
+  end
+  local bundle = env("CURL_CA_BUNDLE")
+  if bundle then return bundle, nil, { cainfo = "CURL_CA_BUNDLE" } end
+  local file, dir = env("SSL_CERT_FILE"), env("SSL_CERT_DIR")
+  if file or dir then return file, dir, { cainfo = "SSL_CERT_FILE", capath = "SSL_CERT_DIR" } end
+  return nil
+end
+
 --- The CA settings a client uses.
 -- @param cainfo the option (a file), or nil
 -- @param capath the option (a directory), or nil
@@ -37,22 +55,13 @@ end
 --   "options", "CURL_CA_BUNDLE", "SSL_CERT_FILE/SSL_CERT_DIR" or "default"), or
 -- @return nil, message naming the option or variable and the path
 function M.resolve(cainfo, capath, getenv)
-  getenv = getenv or os.getenv
   local names = { cainfo = "cainfo", capath = "capath" }
   local source = "options"
   if cainfo == nil and capath == nil then
-    local function env(name)
-      local v = getenv(name)
-      if v ~= nil and v ~= "" then return v end
-    end
-    cainfo = env("CURL_CA_BUNDLE")
-    if cainfo then
-      source, names.cainfo = "CURL_CA_BUNDLE", "CURL_CA_BUNDLE"
-    else
-      cainfo, capath = env("SSL_CERT_FILE"), env("SSL_CERT_DIR")
-      names.cainfo, names.capath = "SSL_CERT_FILE", "SSL_CERT_DIR"
-      source = (cainfo or capath) and "SSL_CERT_FILE/SSL_CERT_DIR" or "default"
-    end
+    local vars
+    cainfo, capath, vars = M.from_env(getenv)
+    if vars then names = vars end
+    source = vars and (vars.capath and "SSL_CERT_FILE/SSL_CERT_DIR" or "CURL_CA_BUNDLE") or "default"
   end
   local msg = cainfo and unusable(cainfo, "file")
   if msg then return nil, names.cainfo .. ": " .. msg end

@@ -97,11 +97,9 @@ local function refusal_of(e)
     .. "fresh one from the account, or send this one again with --force"):format(when, whom)
 end
 
---- Why a token must not be sent, or nil when it may be (never sent, or the store was opened
--- with `force`). Tokens claimed by this process count as sent.
-function Store:refusal(token)
+-- Why the token of fingerprint fp must not be sent, or nil.
+local function refusal_of_fingerprint(self, fp)
   if self.force then return nil end
-  local fp = M.fingerprint(token)
   if self.claimed[fp] then
     return "this refresh token is being sent by another call of this run: a refresh token is good for one add"
   end
@@ -109,12 +107,19 @@ function Store:refusal(token)
   return e and refusal_of(e) or nil
 end
 
+--- Why a token must not be sent, or nil when it may be (never sent, or the store was opened
+-- with `force`). Tokens claimed by this process count as sent.
+function Store:refusal(token)
+  return refusal_of_fingerprint(self, M.fingerprint(token))
+end
+
 --- Claim a token about to be sent: nil when it may go (it is marked as in flight), else the
 -- refusal (see `refusal`).
 function Store:claim(token)
-  local why = self:refusal(token)
+  local fp = M.fingerprint(token)
+  local why = refusal_of_fingerprint(self, fp)
   if why then return why end
-  self.claimed[M.fingerprint(token)] = true
+  self.claimed[fp] = true
   return nil
 end
 

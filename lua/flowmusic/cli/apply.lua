@@ -145,7 +145,7 @@ function M.run(args)
       return common.usage_error(M.name, "--label is for fleet files; a saved plan keeps the selection it was made with")
     end
     local perr
-    p, perr = fleet.decode(text, { read_token = reader })
+    p, perr = fleet.decode(text, { read_token = reader.read })
     if not p then common.say(M.name, path .. ": " .. perr) return common.USAGE end
   else
     wanted, sel = plancmd.selected(M.name, args, path, text)
@@ -168,12 +168,12 @@ function M.run(args)
     -- Read its token files now, so that a refused one stops the run before anything is sent.
     for _, row in ipairs(p.rows) do
       local sends = row.action == "add" or row.action == "reauth"
-      if sends and row.refresh_token_file then reader(row.refresh_token_file) end
+      if sends and row.refresh_token_file then reader.read(row.refresh_token_file) end
     end
   else
     local err
     p, err = fleet.make(client, wanted, { prune = args.prune, labels = sel, cancel = common.cancel,
-      read_token = reader })
+      read_token = reader.read })
     if not p then
       client:close()
       common.say(M.name, plancmd.api_error(err))

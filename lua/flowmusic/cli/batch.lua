@@ -11,9 +11,7 @@ local format = require "flowmusic.format"
 local rowfile = require "flowmusic.rowfile"
 local report = require "flowmusic.cli.usagereport"
 local used_tokens = require "flowmusic.used_tokens"
-
--- The calls that change accounts: a batch with any of them takes the apply lock.
-local WRITES = { add_account = true, set_max_jobs = true, delete_account = true }
+local ops = require "flowmusic.ops"
 
 local DESCRIPTION = [[
 Runs one account operation per row of FILE ('-' = standard input), concurrently
@@ -270,7 +268,7 @@ local function run(opts)
     if not client then return common.usage_error("batch", cerr) end
     -- Rows that write wait for (or refuse) another apply or writing batch: one at a time.
     for _, call in ipairs(calls) do
-      if WRITES[call[1]] then
+      if ops.get(call[1]).write() then -- (the operation table's rule; batch's have one method each)
         local lerr
         lock, lerr = common.write_lock(opts)
         if not lock then

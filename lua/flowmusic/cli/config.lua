@@ -10,11 +10,6 @@ local profile = require "flowmusic.cli.profile"
 local COLUMNS = { { key = "setting", title = "SETTING" }, { key = "value", title = "VALUE" },
   { key = "source", title = "SOURCE" } }
 
--- A proxy URL without its credentials.
-local function show_proxy(url)
-  return (tostring(url):gsub("^(%a[%w+.-]*://)[^/@]*@", "%1***@"))
-end
-
 local DESCRIPTION = [[
 Print the settings a command would use and where each came from: a flag, the
 environment, the profile of the config file, or the default. Precedence, for every
@@ -52,7 +47,7 @@ local function run(args)
   add("token", token_value, s.token.source)
   add("cacert", s.cacert.value, s.cacert.source)
   add("capath", s.capath.value, s.capath.source)
-  add("proxy", s.proxy.value and show_proxy(s.proxy.value), s.proxy.source)
+  add("proxy", s.proxy.value and require("flowmusic.proxy").show(s.proxy.value), s.proxy.source)
   local min, merr = common.min_credits(args)
   if merr then return common.usage_error("config show", merr) end
   add("min_credits", min, s.min_credits.source)

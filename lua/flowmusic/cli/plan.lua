@@ -39,17 +39,17 @@ function M.line(r)
   return common.clean(s)
 end
 
---- The token reader of plan and apply (the `read_token` option of flowmusic.fleet.plan):
--- reads a token file, refusing one group or others may read or write (unless
--- --allow-insecure-token-file) and a token the used-token store says was sent already
--- (unless --force). The files refused for their mode are kept in `reader.insecure` (path ->
--- message): they stop the run before anything is sent.
--- @return reader (callable), or nil, message (the store can't be opened)
+--- The token reader of plan and apply: `reader.read` is the `read_token` option of
+-- flowmusic.fleet.plan. It reads a token file, refusing one group or others may read or
+-- write (unless --allow-insecure-token-file) and a token the used-token store
+-- (`reader.store`) says was sent already (unless --force). The files refused for their mode
+-- are kept in `reader.insecure` (path -> message): they stop the run before anything is sent.
+-- @return reader, or nil, message (the store can't be opened)
 function M.token_reader(args)
   local store, err = common.used_tokens(args)
   if not store then return nil, err end
   local reader = { store = store, insecure = {} }
-  return setmetatable(reader, { __call = function(_, path)
+  function reader.read(path)
     local token, rerr, why = fleetfile.read_token(path, { allow_insecure = args.allow_insecure_token_file })
     if not token then
       if why == "insecure" then reader.insecure[path] = rerr end
@@ -58,7 +58,8 @@ function M.token_reader(args)
     local used = store:refusal(token)
     if used then return nil, ("refresh token file '%s': %s"):format(common.clean(path), used) end
     return token
-  end })
+  end
+  return reader
 end
 
 --- After a plan was computed with reader: nil, or prints every token file refused for its
@@ -179,7 +180,7 @@ function M.run(args)
   local reader, rerr = M.token_reader(args)
   if not reader then client:close() return common.usage_error(M.name, rerr) end
   local p, err = fleet.make(client, wanted, { prune = args.prune, labels = sel, cancel = common.cancel,
-    read_token = reader })
+    read_token = reader.read })
   client:close()
   local refused = p and M.insecure_files(M.name, reader)
   if refused then return refused end

@@ -12,26 +12,28 @@ local files = require "flowmusic.files"
 local format = require "flowmusic.format"
 local defaults = require "flowmusic.defaults"
 local statedir = require "flowmusic.statedir"
+local trust = require "flowmusic.trust"
 
 local M = {}
 
 --- The environment variable that picks a profile.
 M.ENV = "FLOWMUSIC_PROFILE"
 
---- The settings a profile may hold, in the order `config show` lists them: for each, the
--- flag (argparse's target name), the environment variables in their order, and whether the
--- value is a path.
+--- The settings a profile may hold, in the order `config show` lists them. Each is also the
+-- flag's name (argparse's target: `--base-url` is `base_url`).
 M.KEYS = { "base_url", "token_file", "cacert", "capath", "proxy", "min_credits", "state_dir" }
+-- Per key: the environment variables that set it, in their order, and whether it is a path.
+-- ($USEAPI_TOKEN holds the token itself; the CA and proxy variables are read as
+-- flowmusic.trust and flowmusic.proxy read them.)
 local SETTINGS = {
-  base_url = { flag = "base_url", env = { "FLOWMUSIC_BASE_URL" } },
-  token_file = { flag = "token_file", path = true }, -- ($USEAPI_TOKEN holds the token itself)
-  cacert = { flag = "cacert", path = true }, -- (the CA variables count as one setting: see ca)
-  capath = { flag = "capath", path = true },
-  proxy = { flag = "proxy" }, -- (the proxy variables: flowmusic.proxy)
-  min_credits = { flag = "min_credits", env = { "FLOWMUSIC_MIN_CREDITS" } },
-  state_dir = { flag = "state_dir", env = { statedir.ENV }, path = true },
+  base_url = { env = { "FLOWMUSIC_BASE_URL" } },
+  token_file = { path = true },
+  cacert = { path = true },
+  capath = { path = true },
+  proxy = {},
+  min_credits = { env = { "FLOWMUSIC_MIN_CREDITS" } },
+  state_dir = { env = { statedir.ENV }, path = true },
 }
-local CA_ENV = { "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR" }
 local MAX_BYTES = 64 * 1024
 
 local function getenv(name)
@@ -58,7 +60,7 @@ local function expand(value, config_path)
   return dir_of(config_path) .. "/" .. value
 end
 
--- The profiles of a config file's text: name -> { key -> value, line = {key -> line} }, or
+-- The profiles of a config file's text: name -> { key -> value }, or
 -- nil, message. Every line is checked here first (inifile skips what it doesn't understand,
 -- and a misspelt line must not be silently ignored); inifile then splits the checked text.
 local function parse(text, path)
@@ -100,7 +102,7 @@ local function parse(text, path)
   local t = inifile.parse(table.concat(clean, "\n") .. "\n", "memory")
   local profiles = {}
   for name, lines in pairs(where) do
-    local p = { line = lines }
+    local p = {}
     for key in pairs(lines) do
       local v = tostring(t[name][key]) -- (inifile turns numbers and true/false into values)
       p[key] = SETTINGS[key].path and expand(v, path) or v
@@ -180,10 +182,9 @@ function M.resolve(args)
   local pv = prof and prof.values or {}
   local from_profile = prof and ("profile " .. prof.name) or nil
   local out = { profile = prof }
-  local function pick(key, env_list)
-    local s = SETTINGS[key]
-    if args[s.flag] ~= nil then return { value = args[s.flag], source = "--" .. s.flag:gsub("_", "-") } end
-    local name, v = first_env(env_list or s.env)
+  local function pick(key)
+    if args[key] ~= nil then return { value = args[key], source = "--" .. key:gsub("_", "-") } end
+    local name, v = first_env(SETTINGS[key].env)
     if name then return { value = v, source = "$" .. name } end
     if pv[key] ~= nil then return { value = pv[key], source = from_profile } end
     return { source = "default" }
@@ -211,16 +212,11 @@ function M.resolve(args)
   if args.cacert or args.capath then
     out.cacert = { value = args.cacert, source = "--cacert/--capath" }
     out.capath = { value = args.capath, source = "--cacert/--capath" }
-  elseif first_env(CA_ENV) then
-    local cafile_env = first_env({ "CURL_CA_BUNDLE" }) or first_env({ "SSL_CERT_FILE" })
-    out.cacert = { value = cafile_env and getenv(cafile_env),
-      source = cafile_env and "$" .. cafile_env or "environment" }
-    if cafile_env == "CURL_CA_BUNDLE" then
-      out.capath = { source = "$CURL_CA_BUNDLE (no directory)" }
-    else
-      out.capath = { value = getenv("SSL_CERT_DIR"),
-        source = getenv("SSL_CERT_DIR") and "$SSL_CERT_DIR" or "environment" }
-    end
+  elseif trust.from_env() then
+    local cainfo, capath, vars = trust.from_env()
+    out.cacert = { value = cainfo, source = cainfo and "$" .. vars.cainfo or "environment" }
+    out.capath = { value = capath, source = capath and "$" .. vars.capath
+      or (vars.capath and "environment" or "$" .. vars.cainfo .. " (no directory)") }
     out.ca_from_env = true
   elseif pv.cacert or pv.capath then
     out.cacert = { value = pv.cacert, source = from_profile }
